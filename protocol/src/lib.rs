@@ -1,0 +1,1 @@
+//! Sluice wire protocols (Kafka codec glue, native protocol). Filled in by the broker issue.

@@ -1,0 +1,111 @@
+//! Append, flush, read, reopen, roll, timestamps, epochs, truncation, retention: on every backend.
+
+mod common;
+
+use common::*;
+use storage::{LogConfig, StorageError};
+
+#[test]
+fn append_read_flush_reopen() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        {
+            let log = open(dir.path(), small_segments(), &backend).await;
+            for i in 0..200u64 {
+                let b = batch(i, 3, 700 + (i as usize % 5) * 300);
+                let info = log.append(b.clone(), 1).unwrap();
+                assert_eq!(info.base_offset, i * 3);
+                expected.push(as_stored(b, info.base_offset, 1));
+                if i % 7 == 0 {
+                    log.flush().await.unwrap();
+                }
+            }
+            assert_eq!(log.flush().await.unwrap(), 600);
+            assert_eq!(read_all(&log, 0).await, expected, "hot/cold read after appends");
+            assert!(log.stats().segments > 2, "small segments roll");
+            log.close().await.unwrap();
+        }
+        let log = open(dir.path(), small_segments(), &backend).await;
+        assert_eq!(log.log_end_offset(), 600);
+        assert_eq!(read_all(&log, 0).await, expected, "cold read after clean reopen");
+        // Reading from the middle of a batch returns the batch that holds the offset.
+        let mid = log.read(301, 1, u64::MAX).await.unwrap();
+        assert_eq!(mid.batches[0], expected[100]);
+        assert!(matches!(log.read(601, 1, u64::MAX).await, Err(StorageError::OffsetOutOfRange { .. })));
+        // Appends continue after the reopened tail.
+        let b = batch(999, 1, 10);
+        let info = log.append(b.clone(), 2).unwrap();
+        assert_eq!(info.base_offset, 600);
+        log.flush().await.unwrap();
+        drop(log);
+        let log = open(dir.path(), small_segments(), &backend).await;
+        let tail = log.read(600, 1 << 20, u64::MAX).await.unwrap();
+        assert_eq!(tail.batches, vec![as_stored(b, 600, 2)]);
+        assert_eq!(log.end_offset_for_epoch(1), Some((1, 600)));
+        assert_eq!(log.end_offset_for_epoch(2), Some((2, 601)));
+        assert_eq!(log.end_offset_for_epoch(0), None);
+    });
+}
+
+#[test]
+fn unflushed_appends_vanish_after_crash_but_flushed_survive() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = storage::io::FaultyBackend::new(backend.clone());
+        let log = open(dir.path(), small_segments(), &faulty.backend()).await;
+        for i in 0..50 {
+            log.append(batch(i, 1, 900), 0).unwrap();
+        }
+        log.flush().await.unwrap();
+        for i in 50..60 {
+            log.append(batch(i, 1, 900), 0).unwrap();
+        }
+        faulty.crash().unwrap();
+        drop(log);
+        faulty.reset();
+        let log = open(dir.path(), small_segments(), &backend).await;
+        assert_eq!(log.log_end_offset(), 50);
+        assert_eq!(read_all(&log, 0).await.len(), 50);
+    });
+}
+
+#[test]
+fn timestamps_truncation_and_retention() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_segments(), &backend).await;
+        for i in 0..100u64 {
+            log.append(batch(i, 2, 1000), 0).unwrap();
+        }
+        log.flush().await.unwrap();
+        let hit = log.find_by_timestamp(1_700_000_000_000 + 40).await.unwrap().unwrap();
+        assert_eq!(hit.base_offset, 80);
+        assert!(log.find_by_timestamp(1_800_000_000_000).await.unwrap().is_none());
+        assert_eq!(log.max_timestamp(), Some((1_700_000_000_000 + 99, 198)));
+
+        log.truncate_to(150).await.unwrap();
+        assert_eq!(log.log_end_offset(), 150);
+        assert!(log.truncate_to(149).await.is_err(), "149 is inside a batch");
+        let b = batch(500, 1, 10);
+        assert_eq!(log.append(b, 1).unwrap().base_offset, 150);
+        log.flush().await.unwrap();
+        drop(log);
+        let log = open(dir.path(), small_segments(), &backend).await;
+        assert_eq!(log.log_end_offset(), 151);
+        assert_eq!(read_all(&log, 0).await.len(), 76);
+
+        let start = log.delete_records_before(20).await.unwrap();
+        assert_eq!(start, 20);
+        assert!(log.read(10, 1, u64::MAX).await.is_err());
+        let config = LogConfig { retention_bytes: Some(10_000), ..small_segments() };
+        drop(log);
+        let log = open(dir.path(), config, &backend).await;
+        assert_eq!(log.log_start_offset(), 20);
+        let outcome = log.enforce_retention().await.unwrap();
+        assert!(outcome.segments_deleted > 0);
+        assert!(log.stats().size_bytes < 64 * 1024);
+        let start = log.log_start_offset();
+        assert_eq!(read_all(&log, start).await.last().unwrap().len(), 71);
+    });
+}
