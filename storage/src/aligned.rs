@@ -34,8 +34,14 @@ impl AlignedBuf {
         let layout = Self::layout(capacity);
         // SAFETY: `layout` has a non-zero size (capacity >= DIRECT_IO_ALIGNMENT).
         let raw = unsafe { alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
-        AlignedBuf { ptr, len: 0, capacity }
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf {
+            ptr,
+            len: 0,
+            capacity,
+        }
     }
 
     fn layout(capacity: usize) -> Layout {
@@ -84,7 +90,9 @@ impl AlignedBuf {
         assert!(new_len <= self.capacity, "zero_extend_to past capacity");
         if new_len > self.len {
             // SAFETY: the range [len, new_len) lies inside the allocation.
-            unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, new_len - self.len) };
+            unsafe {
+                std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, new_len - self.len)
+            };
             self.len = new_len;
         }
     }
@@ -135,7 +143,10 @@ impl AsRef<[u8]> for AlignedBuf {
 
 impl fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlignedBuf").field("len", &self.len).field("capacity", &self.capacity).finish()
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish()
     }
 }
 

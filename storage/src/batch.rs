@@ -101,7 +101,10 @@ impl BatchHeader {
         let declared = i32_at(prefix, BATCH_LENGTH) as i64;
         let total = declared + BATCH_LENGTH_FIELD_END as i64;
         if total < BATCH_HEADER_BYTES as i64 || total > BATCH_BYTES_MAX as i64 {
-            return Err(BatchError::BadLength { declared, actual: prefix.len() });
+            return Err(BatchError::BadLength {
+                declared,
+                actual: prefix.len(),
+            });
         }
         Ok(total as usize)
     }
@@ -118,12 +121,18 @@ impl BatchHeader {
             });
         }
         if bytes.len() > BATCH_BYTES_MAX {
-            return Err(BatchError::TooLarge { len: bytes.len(), max: BATCH_BYTES_MAX });
+            return Err(BatchError::TooLarge {
+                len: bytes.len(),
+                max: BATCH_BYTES_MAX,
+            });
         }
         header.check_fields()?;
         let actual = crc32c::crc32c(&bytes[CRC_START..]);
         if actual != header.crc {
-            return Err(BatchError::BadCrc { expected: header.crc, actual });
+            return Err(BatchError::BadCrc {
+                expected: header.crc,
+                actual,
+            });
         }
         Ok(header)
     }
@@ -172,7 +181,10 @@ impl BatchHeader {
 /// Writes the broker-assigned base offset and leader epoch into a batch's header. Both fields
 /// sit before the CRC'd region, so the batch stays valid.
 pub fn assign(batch: &mut [u8], base_offset: u64, leader_epoch: i32) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES, "assign on a buffer shorter than a header");
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "assign on a buffer shorter than a header"
+    );
     batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&(base_offset as i64).to_be_bytes());
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
@@ -197,7 +209,10 @@ pub mod testing {
 
     /// Encodes a batch with base offset 0 and leader epoch -1 (the log assigns both).
     pub fn build(spec: &SyntheticBatch<'_>) -> Vec<u8> {
-        assert!(spec.records_count >= 1, "a synthetic batch holds at least one record");
+        assert!(
+            spec.records_count >= 1,
+            "a synthetic batch holds at least one record"
+        );
         let total = BATCH_HEADER_BYTES + spec.payload.len();
         let mut b = Vec::with_capacity(total);
         b.extend_from_slice(&0i64.to_be_bytes());
@@ -255,7 +270,10 @@ mod tests {
         assert_eq!(h.last_offset_delta, 2);
         assign(&mut b, 42, 7);
         let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!((h.base_offset, h.partition_leader_epoch, h.last_offset()), (42, 7, 44));
+        assert_eq!(
+            (h.base_offset, h.partition_leader_epoch, h.last_offset()),
+            (42, 7, 44)
+        );
     }
 
     #[test]
@@ -271,11 +289,20 @@ mod tests {
     #[test]
     fn rejects_bad_lengths_and_magic() {
         let b = seeded(3, 1, 10, 0);
-        assert!(matches!(BatchHeader::parse(&b[..40]), Err(BatchError::TooShort { .. })));
-        assert!(matches!(BatchHeader::parse(&b[..b.len() - 1]), Err(BatchError::BadLength { .. })));
+        assert!(matches!(
+            BatchHeader::parse(&b[..40]),
+            Err(BatchError::TooShort { .. })
+        ));
+        assert!(matches!(
+            BatchHeader::parse(&b[..b.len() - 1]),
+            Err(BatchError::BadLength { .. })
+        ));
         let mut m = b.clone();
         m[MAGIC] = 1;
-        assert!(matches!(BatchHeader::parse(&m), Err(BatchError::BadMagic { magic: 1 })));
+        assert!(matches!(
+            BatchHeader::parse(&m),
+            Err(BatchError::BadMagic { magic: 1 })
+        ));
         let mut neg = b.clone();
         neg[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(BatchHeader::framed_len(&neg).is_err());

@@ -30,11 +30,18 @@ pub(crate) struct TailCache {
 
 impl TailCache {
     pub fn new(capacity_bytes: usize) -> Self {
-        TailCache { batches: VecDeque::new(), bytes: 0, capacity_bytes }
+        TailCache {
+            batches: VecDeque::new(),
+            bytes: 0,
+            capacity_bytes,
+        }
     }
 
     pub fn push(&mut self, batch: CachedBatch) {
-        debug_assert!(self.batches.back().is_none_or(|b| b.next_offset == batch.base_offset));
+        debug_assert!(self
+            .batches
+            .back()
+            .is_none_or(|b| b.next_offset == batch.base_offset));
         self.bytes += batch.bytes.len();
         self.batches.push_back(batch);
     }
@@ -60,7 +67,13 @@ impl TailCache {
 
     /// Batches containing `offset` onwards, up to `max_bytes` (at least one batch), stopping
     /// before any batch that reaches `upper_bound`.
-    pub fn read(&self, offset: u64, max_bytes: usize, upper_bound: u64, out: &mut Vec<Bytes>) -> u64 {
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper_bound: u64,
+        out: &mut Vec<Bytes>,
+    ) -> u64 {
         let first = self.batches.partition_point(|b| b.next_offset <= offset);
         let mut total = 0usize;
         let mut next = offset;

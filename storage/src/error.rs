@@ -21,7 +21,10 @@ pub enum BatchError {
     /// CRC32C over attributes..end does not match the header.
     BadCrc { expected: u32, actual: u32 },
     /// `lastOffsetDelta` or `recordsCount` is negative or inconsistent.
-    BadRecordCount { last_offset_delta: i32, records_count: i32 },
+    BadRecordCount {
+        last_offset_delta: i32,
+        records_count: i32,
+    },
     /// The batch is bigger than the configured maximum.
     TooLarge { len: usize, max: usize },
 }
@@ -29,17 +32,31 @@ pub enum BatchError {
 impl fmt::Display for BatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BatchError::TooShort { len } => write!(f, "batch of {len} bytes is shorter than its header"),
+            BatchError::TooShort { len } => {
+                write!(f, "batch of {len} bytes is shorter than its header")
+            }
             BatchError::BadLength { declared, actual } => {
-                write!(f, "batch length field says {declared} but {actual} bytes follow it")
+                write!(
+                    f,
+                    "batch length field says {declared} but {actual} bytes follow it"
+                )
             }
             BatchError::BadMagic { magic } => {
-                write!(f, "batch magic {magic} is not 2 (only message format v2 is stored)")
+                write!(
+                    f,
+                    "batch magic {magic} is not 2 (only message format v2 is stored)"
+                )
             }
             BatchError::BadCrc { expected, actual } => {
-                write!(f, "batch CRC32C is {actual:#010x}, header says {expected:#010x}")
+                write!(
+                    f,
+                    "batch CRC32C is {actual:#010x}, header says {expected:#010x}"
+                )
             }
-            BatchError::BadRecordCount { last_offset_delta, records_count } => write!(
+            BatchError::BadRecordCount {
+                last_offset_delta,
+                records_count,
+            } => write!(
                 f,
                 "batch has lastOffsetDelta {last_offset_delta} and recordsCount {records_count}"
             ),
@@ -62,9 +79,17 @@ pub enum StorageError {
     /// The caller handed the log a malformed batch.
     InvalidBatch(BatchError),
     /// A read asked for an offset outside `[log_start_offset, log_end_offset]`.
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        log_end_offset: u64,
+    },
     /// Data read back from a file failed validation (bit rot, or a bug).
-    Corrupt { path: PathBuf, position: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
     /// The request is inconsistent with the log's state (e.g. a truncation point that is not a
     /// batch boundary, or a leader epoch that goes backwards).
     InvalidArgument(String),
@@ -75,7 +100,9 @@ pub enum StorageError {
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         let context = context.into();
-        if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == io::ErrorKind::StorageFull
+        {
             StorageError::DiskFull { context }
         } else {
             StorageError::Io { context, source }
@@ -93,19 +120,34 @@ impl fmt::Display for StorageError {
         match self {
             StorageError::Io { context, source } => write!(f, "{context}: {source}"),
             StorageError::DiskFull { context } => {
-                write!(f, "{context}: no space left on device; free space or add capacity")
+                write!(
+                    f,
+                    "{context}: no space left on device; free space or add capacity"
+                )
             }
             StorageError::Poisoned { reason } => write!(
                 f,
                 "log refuses writes after an earlier I/O failure ({reason}); restart to recover"
             ),
             StorageError::InvalidBatch(e) => write!(f, "invalid record batch: {e}"),
-            StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => write!(
+            StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset,
+            } => write!(
                 f,
                 "offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]"
             ),
-            StorageError::Corrupt { path, position, reason } => {
-                write!(f, "corrupt data in {} at position {position}: {reason}", path.display())
+            StorageError::Corrupt {
+                path,
+                position,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corrupt data in {} at position {position}: {reason}",
+                    path.display()
+                )
             }
             StorageError::InvalidArgument(msg) => write!(f, "{msg}"),
             StorageError::Closed => write!(f, "log is closed"),

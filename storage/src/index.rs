@@ -44,7 +44,9 @@ impl OffsetIndex {
 
     /// The position to start scanning from to find `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> u32 {
-        let at = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
+        let at = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
         if at == 0 {
             0
         } else {
@@ -55,16 +57,23 @@ impl OffsetIndex {
     /// The last entry at or below `relative_offset` as (relative offset, position), or the
     /// segment start.
     pub fn floor(&self, relative_offset: u32) -> (u32, u64) {
-        let at = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
+        let at = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
         match at {
             0 => (0, 0),
-            _ => (self.entries[at - 1].relative_offset, self.entries[at - 1].position as u64),
+            _ => (
+                self.entries[at - 1].relative_offset,
+                self.entries[at - 1].position as u64,
+            ),
         }
     }
 
     /// Drops entries at or past `relative_offset` (truncation).
     pub fn truncate_from_offset(&mut self, relative_offset: u32) {
-        let keep = self.entries.partition_point(|e| e.relative_offset < relative_offset);
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_offset < relative_offset);
         self.entries.truncate(keep);
     }
 
@@ -105,7 +114,9 @@ impl OffsetIndex {
 
     /// The last entry as (relative offset, position).
     pub fn last(&self) -> Option<(u32, u64)> {
-        self.entries.last().map(|e| (e.relative_offset, e.position as u64))
+        self.entries
+            .last()
+            .map(|e| (e.relative_offset, e.position as u64))
     }
 }
 
@@ -136,13 +147,17 @@ impl TimeIndex {
     }
 
     pub fn truncate_from_offset(&mut self, relative_offset: u32) {
-        let keep = self.entries.partition_point(|e| e.relative_next_offset <= relative_offset);
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_next_offset <= relative_offset);
         self.entries.truncate(keep);
     }
 
     /// The last entry as (max timestamp, relative next offset).
     pub fn last(&self) -> Option<(i64, u32)> {
-        self.entries.last().map(|e| (e.max_timestamp, e.relative_next_offset))
+        self.entries
+            .last()
+            .map(|e| (e.max_timestamp, e.relative_next_offset))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -186,15 +201,24 @@ mod tests {
     #[test]
     fn offset_lookup_finds_floor_entry() {
         let mut idx = OffsetIndex::default();
-        idx.push(OffsetEntry { relative_offset: 10, position: 4100 });
-        idx.push(OffsetEntry { relative_offset: 20, position: 8300 });
+        idx.push(OffsetEntry {
+            relative_offset: 10,
+            position: 4100,
+        });
+        idx.push(OffsetEntry {
+            relative_offset: 20,
+            position: 8300,
+        });
         assert_eq!(idx.lookup(0), 0);
         assert_eq!(idx.lookup(10), 4100);
         assert_eq!(idx.lookup(19), 4100);
         assert_eq!(idx.lookup(25), 8300);
         let round = OffsetIndex::decode(&idx.encode(), 10_000, 100).unwrap();
         assert_eq!(round.lookup(25), 8300);
-        assert!(OffsetIndex::decode(&idx.encode(), 8000, 100).is_none(), "position past end");
+        assert!(
+            OffsetIndex::decode(&idx.encode(), 8000, 100).is_none(),
+            "position past end"
+        );
         idx.truncate_from_offset(20);
         assert_eq!(idx.lookup(25), 4100);
     }
@@ -202,9 +226,18 @@ mod tests {
     #[test]
     fn time_lookup_skips_only_older_batches() {
         let mut idx = TimeIndex::default();
-        idx.push(TimeEntry { max_timestamp: 100, relative_next_offset: 5 });
-        idx.push(TimeEntry { max_timestamp: 90, relative_next_offset: 7 }); // not monotonic: ignored
-        idx.push(TimeEntry { max_timestamp: 200, relative_next_offset: 9 });
+        idx.push(TimeEntry {
+            max_timestamp: 100,
+            relative_next_offset: 5,
+        });
+        idx.push(TimeEntry {
+            max_timestamp: 90,
+            relative_next_offset: 7,
+        }); // not monotonic: ignored
+        idx.push(TimeEntry {
+            max_timestamp: 200,
+            relative_next_offset: 9,
+        });
         assert_eq!(idx.lookup(100), 0);
         assert_eq!(idx.lookup(101), 5);
         assert_eq!(idx.lookup(250), 9);

@@ -51,7 +51,10 @@ pub const STATE_FILE_BYTES_MAX: usize =
     64 + EPOCH_ENTRIES_MAX * 12 + VOTE_BYTES_MAX + DIRECT_IO_ALIGNMENT;
 
 const _: () = assert!(DIRECT_IO_ALIGNMENT.is_power_of_two());
-const _: () = assert!(DIRECT_IO_ALIGNMENT >= 512, "O_DIRECT needs at least sector alignment");
+const _: () = assert!(
+    DIRECT_IO_ALIGNMENT >= 512,
+    "O_DIRECT needs at least sector alignment"
+);
 const _: () = assert!(WRITE_CHUNK_BYTES % DIRECT_IO_ALIGNMENT == 0);
 const _: () = assert!(RECOVERY_READ_BYTES % DIRECT_IO_ALIGNMENT == 0);
 const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);

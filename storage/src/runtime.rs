@@ -43,7 +43,9 @@ where
         let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
         Ok(runtime.block_on(f(backend)))
     } else {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let local = tokio::task::LocalSet::new();
         Ok(local.block_on(&runtime, f(backend)))
     }

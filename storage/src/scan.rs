@@ -44,23 +44,38 @@ pub struct Scanner {
 
 impl Scanner {
     pub fn new(segment_base: u64) -> Self {
-        Scanner { segment_base, position: 0, next_offset: segment_base }
+        Scanner {
+            segment_base,
+            position: 0,
+            next_offset: segment_base,
+        }
     }
 
     /// Scans `buf`, which holds the segment's bytes starting at `self.position`; `at_eof` says
     /// that the file ends where `buf` does. Calls `on_batch` for each accepted batch.
-    pub fn scan(&mut self, buf: &[u8], at_eof: bool, mut on_batch: impl FnMut(&ScannedBatch)) -> ScanStop {
+    pub fn scan(
+        &mut self,
+        buf: &[u8],
+        at_eof: bool,
+        mut on_batch: impl FnMut(&ScannedBatch),
+    ) -> ScanStop {
         let mut at = 0usize;
         loop {
             let rest = &buf[at..];
             let position = self.position;
             if rest.len() < BATCH_LENGTH_FIELD_END {
                 return if !at_eof {
-                    ScanStop::NeedMore { position, bytes_needed: BATCH_LENGTH_FIELD_END }
+                    ScanStop::NeedMore {
+                        position,
+                        bytes_needed: BATCH_LENGTH_FIELD_END,
+                    }
                 } else if rest.iter().all(|&b| b == 0) {
                     ScanStop::End { position }
                 } else {
-                    ScanStop::Invalid { position, reason: "torn batch header at end of file".into() }
+                    ScanStop::Invalid {
+                        position,
+                        reason: "torn batch header at end of file".into(),
+                    }
                 };
             }
             if rest[..BATCH_LENGTH_FIELD_END].iter().all(|&b| b == 0) {
@@ -68,7 +83,12 @@ impl Scanner {
             }
             let total = match BatchHeader::framed_len(rest) {
                 Ok(total) => total,
-                Err(e) => return ScanStop::Invalid { position, reason: e.to_string() },
+                Err(e) => {
+                    return ScanStop::Invalid {
+                        position,
+                        reason: e.to_string(),
+                    }
+                }
             };
             if rest.len() < total {
                 return if at_eof {
@@ -77,12 +97,20 @@ impl Scanner {
                         reason: format!("batch of {total} bytes cut off by end of file"),
                     }
                 } else {
-                    ScanStop::NeedMore { position, bytes_needed: total }
+                    ScanStop::NeedMore {
+                        position,
+                        bytes_needed: total,
+                    }
                 };
             }
             let header = match BatchHeader::parse(&rest[..total]) {
                 Ok(h) => h,
-                Err(e) => return ScanStop::Invalid { position, reason: e.to_string() },
+                Err(e) => {
+                    return ScanStop::Invalid {
+                        position,
+                        reason: e.to_string(),
+                    }
+                }
             };
             if header.base_offset < 0 || header.base_offset as u64 != self.next_offset {
                 return ScanStop::Invalid {
@@ -95,7 +123,10 @@ impl Scanner {
             }
             let next = self.next_offset + header.offset_count();
             if next - self.segment_base > SEGMENT_OFFSET_SPAN_MAX {
-                return ScanStop::Invalid { position, reason: "offsets overflow the segment".into() };
+                return ScanStop::Invalid {
+                    position,
+                    reason: "offsets overflow the segment".into(),
+                };
             }
             on_batch(&ScannedBatch { position, header });
             self.position += total as u64;
@@ -129,7 +160,10 @@ mod tests {
         bytes.resize(bytes.len() + 5000, 0);
         let mut s = Scanner::new(100);
         let mut n = 0;
-        assert_eq!(s.scan(&bytes, true, |_| n += 1), ScanStop::End { position: len });
+        assert_eq!(
+            s.scan(&bytes, true, |_| n += 1),
+            ScanStop::End { position: len }
+        );
         assert_eq!((n, s.next_offset), (3, 106));
     }
 
@@ -139,9 +173,16 @@ mod tests {
         let mut s = Scanner::new(100);
         let cut = 80;
         let stop = s.scan(&bytes[..cut], false, |_| {});
-        let ScanStop::NeedMore { position, .. } = stop else { panic!("{stop:?}") };
+        let ScanStop::NeedMore { position, .. } = stop else {
+            panic!("{stop:?}")
+        };
         let stop = s.scan(&bytes[position as usize..], true, |_| {});
-        assert_eq!(stop, ScanStop::End { position: bytes.len() as u64 });
+        assert_eq!(
+            stop,
+            ScanStop::End {
+                position: bytes.len() as u64
+            }
+        );
         assert_eq!(s.next_offset, 102);
     }
 
@@ -149,8 +190,14 @@ mod tests {
     fn rejects_offset_gaps_and_torn_tails() {
         let bytes = log_bytes(&[2, 2]);
         let mut s = Scanner::new(99);
-        assert!(matches!(s.scan(&bytes, true, |_| {}), ScanStop::Invalid { position: 0, .. }));
+        assert!(matches!(
+            s.scan(&bytes, true, |_| {}),
+            ScanStop::Invalid { position: 0, .. }
+        ));
         let mut s = Scanner::new(100);
-        assert!(matches!(s.scan(&bytes[..bytes.len() - 3], true, |_| {}), ScanStop::Invalid { .. }));
+        assert!(matches!(
+            s.scan(&bytes[..bytes.len() - 3], true, |_| {}),
+            ScanStop::Invalid { .. }
+        ));
     }
 }

@@ -57,7 +57,11 @@ impl PartitionState {
             out.extend_from_slice(&e.start_offset.to_le_bytes());
         }
         let vote = self.vote.as_deref().unwrap_or(&[]);
-        let vote_len = if self.vote.is_some() { vote.len() as u32 } else { u32::MAX };
+        let vote_len = if self.vote.is_some() {
+            vote.len() as u32
+        } else {
+            u32::MAX
+        };
         out.extend_from_slice(&vote_len.to_le_bytes());
         out.extend_from_slice(vote);
         let crc = crc32c::crc32c(&out);
@@ -95,7 +99,10 @@ impl PartitionState {
         for _ in 0..count {
             let epoch = r.u32()? as i32;
             let start_offset = r.u64()?;
-            epochs.push(EpochEntry { epoch, start_offset });
+            epochs.push(EpochEntry {
+                epoch,
+                start_offset,
+            });
         }
         let vote_len = r.u32()?;
         let vote = if vote_len == u32::MAX {
@@ -108,24 +115,44 @@ impl PartitionState {
         if !r.bytes.is_empty() {
             return Err("trailing bytes in state file".into());
         }
-        Ok(PartitionState { log_start_offset, recovery_point, high_watermark, epochs, vote })
+        Ok(PartitionState {
+            log_start_offset,
+            recovery_point,
+            high_watermark,
+            epochs,
+            vote,
+        })
     }
 
     /// Reads the state file of `dir`; `Ok(None)` if there is none or it is unusable (then the
     /// caller recovers everything from the segments and says so in the log).
     pub async fn load(backend: &Backend, dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(STATE_FILE);
-        let file = match backend.open(&path, OpenMode { create: false, direct: false }).await {
+        let file = match backend
+            .open(
+                &path,
+                OpenMode {
+                    create: false,
+                    direct: false,
+                },
+            )
+            .await
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StorageError::io(format!("open {}", path.display()), e)),
         };
-        let len = file.len().await.map_err(|e| StorageError::io("stat state file", e))?;
+        let len = file
+            .len()
+            .await
+            .map_err(|e| StorageError::io("stat state file", e))?;
         if len as usize > STATE_FILE_BYTES_MAX {
             tracing::warn!(path = %path.display(), len, "state file too large; ignoring it");
             return Ok(None);
         }
-        let (res, buf) = file.read_at(AlignedBuf::with_capacity(len as usize), 0).await;
+        let (res, buf) = file
+            .read_at(AlignedBuf::with_capacity(len as usize), 0)
+            .await;
         let n = res.map_err(|e| StorageError::io("read state file", e))?;
         match Self::decode(&buf.as_slice()[..n.min(len as usize)]) {
             Ok(state) => Ok(Some(state)),
@@ -141,22 +168,36 @@ impl PartitionState {
         let tmp = dir.join(STATE_TMP_FILE);
         let encoded = self.encode();
         let ctx = |what: &str| format!("{what} {}", tmp.display());
-        backend.remove_file(&tmp).await.map_err(|e| StorageError::io(ctx("remove"), e))?;
+        backend
+            .remove_file(&tmp)
+            .await
+            .map_err(|e| StorageError::io(ctx("remove"), e))?;
         let file = backend
-            .open(&tmp, OpenMode { create: true, direct: false })
+            .open(
+                &tmp,
+                OpenMode {
+                    create: true,
+                    direct: false,
+                },
+            )
             .await
             .map_err(|e| StorageError::io(ctx("create"), e))?;
         let mut buf = AlignedBuf::with_capacity(encoded.len());
         buf.extend_from_slice(&encoded);
         let (res, _) = file.write_all_at(buf, 0).await;
         res.map_err(|e| StorageError::io(ctx("write"), e))?;
-        file.sync_data().await.map_err(|e| StorageError::io(ctx("sync"), e))?;
+        file.sync_data()
+            .await
+            .map_err(|e| StorageError::io(ctx("sync"), e))?;
         drop(file);
         backend
             .rename(&tmp, &dir.join(STATE_FILE))
             .await
             .map_err(|e| StorageError::io(ctx("rename"), e))?;
-        backend.sync_dir(dir).await.map_err(|e| StorageError::io(ctx("sync dir of"), e))
+        backend
+            .sync_dir(dir)
+            .await
+            .map_err(|e| StorageError::io(ctx("sync dir of"), e))
     }
 }
 
@@ -201,7 +242,16 @@ mod tests {
             log_start_offset: 5,
             recovery_point: 100,
             high_watermark: 90,
-            epochs: vec![EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 3, start_offset: 50 }],
+            epochs: vec![
+                EpochEntry {
+                    epoch: 1,
+                    start_offset: 0,
+                },
+                EpochEntry {
+                    epoch: 3,
+                    start_offset: 50,
+                },
+            ],
             vote: Some(Bytes::from_static(b"vote")),
         };
         let bytes = state.encode();
@@ -209,7 +259,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(PartitionState::decode(&bad).is_err(), "flip at {i} accepted");
+            assert!(
+                PartitionState::decode(&bad).is_err(),
+                "flip at {i} accepted"
+            );
         }
         for cut in 0..bytes.len() {
             assert!(PartitionState::decode(&bytes[..cut]).is_err());

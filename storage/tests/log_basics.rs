@@ -1,5 +1,7 @@
 //! Append, flush, read, reopen, roll, timestamps, epochs, truncation, retention: on every backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::*;
@@ -22,17 +24,28 @@ fn append_read_flush_reopen() {
                 }
             }
             assert_eq!(log.flush().await.unwrap(), 600);
-            assert_eq!(read_all(&log, 0).await, expected, "hot/cold read after appends");
+            assert_eq!(
+                read_all(&log, 0).await,
+                expected,
+                "hot/cold read after appends"
+            );
             assert!(log.stats().segments > 2, "small segments roll");
             log.close().await.unwrap();
         }
         let log = open(dir.path(), small_segments(), &backend).await;
         assert_eq!(log.log_end_offset(), 600);
-        assert_eq!(read_all(&log, 0).await, expected, "cold read after clean reopen");
+        assert_eq!(
+            read_all(&log, 0).await,
+            expected,
+            "cold read after clean reopen"
+        );
         // Reading from the middle of a batch returns the batch that holds the offset.
         let mid = log.read(301, 1, u64::MAX).await.unwrap();
         assert_eq!(mid.batches[0], expected[100]);
-        assert!(matches!(log.read(601, 1, u64::MAX).await, Err(StorageError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(601, 1, u64::MAX).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
         // Appends continue after the reopened tail.
         let b = batch(999, 1, 10);
         let info = log.append(b.clone(), 2).unwrap();
@@ -79,9 +92,17 @@ fn timestamps_truncation_and_retention() {
             log.append(batch(i, 2, 1000), 0).unwrap();
         }
         log.flush().await.unwrap();
-        let hit = log.find_by_timestamp(1_700_000_000_000 + 40).await.unwrap().unwrap();
+        let hit = log
+            .find_by_timestamp(1_700_000_000_000 + 40)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(hit.base_offset, 80);
-        assert!(log.find_by_timestamp(1_800_000_000_000).await.unwrap().is_none());
+        assert!(log
+            .find_by_timestamp(1_800_000_000_000)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(log.max_timestamp(), Some((1_700_000_000_000 + 99, 198)));
 
         log.truncate_to(150).await.unwrap();
@@ -98,7 +119,10 @@ fn timestamps_truncation_and_retention() {
         let start = log.delete_records_before(20).await.unwrap();
         assert_eq!(start, 20);
         assert!(log.read(10, 1, u64::MAX).await.is_err());
-        let config = LogConfig { retention_bytes: Some(10_000), ..small_segments() };
+        let config = LogConfig {
+            retention_bytes: Some(10_000),
+            ..small_segments()
+        };
         drop(log);
         let log = open(dir.path(), config, &backend).await;
         assert_eq!(log.log_start_offset(), 20);
@@ -107,5 +131,28 @@ fn timestamps_truncation_and_retention() {
         assert!(log.stats().size_bytes < 64 * 1024);
         let start = log.log_start_offset();
         assert_eq!(read_all(&log, start).await.last().unwrap().len(), 71);
+    });
+}
+
+#[test]
+fn interval_flush_policy_flushes_by_count_and_by_age() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush: storage::FlushPolicy::Interval {
+                messages: 3,
+                interval_ms: 20,
+            },
+            ..small_segments()
+        };
+        let log = open(dir.path(), config, &backend).await;
+        // One message: not enough to flush by count, so it waits for the interval.
+        let info = log.append(batch(0, 1, 100), 0).unwrap();
+        assert_eq!(log.flush_if_due().await.unwrap(), 0, "not due yet");
+        log.wait_durable(info.last_offset + 1).await.unwrap();
+        assert_eq!(log.durable_offset(), 1);
+        // Three messages in one batch reach flush.messages: due at once.
+        log.append(batch(1, 3, 100), 0).unwrap();
+        assert_eq!(log.flush_if_due().await.unwrap(), 4);
     });
 }

@@ -31,12 +31,21 @@ pub enum Fault {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Per operation: (calls to let through first, errno to fail with).
-    planned: RefCell<HashMap<Fault, (u32, i32)>>,
+    /// Per operation: the planned failure.
+    planned: RefCell<HashMap<Fault, Plan>>,
     /// Per file: what to restore if the "power" fails, in the order the changes happened.
     undo: RefCell<HashMap<PathBuf, Vec<Undo>>>,
     created_unsynced: RefCell<Vec<PathBuf>>,
     crashed: Cell<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Calls to let through first.
+    skip: u32,
+    errno: i32,
+    /// Keep failing every later call too (until `clear_faults`).
+    persistent: bool,
 }
 
 #[derive(Debug)]
@@ -55,14 +64,19 @@ pub struct FaultyBackend {
 
 impl fmt::Debug for FaultyBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultyBackend").field("inner", &self.inner.name()).finish()
+        f.debug_struct("FaultyBackend")
+            .field("inner", &self.inner.name())
+            .finish()
     }
 }
 
 impl FaultyBackend {
     /// Wraps `inner` (a real backend).
     pub fn new(inner: Backend) -> Self {
-        FaultyBackend { inner: Box::new(inner), state: Rc::default() }
+        FaultyBackend {
+            inner: Box::new(inner),
+            state: Rc::default(),
+        }
     }
 
     /// This wrapper as a [`Backend`] to open logs with.
@@ -76,7 +90,26 @@ impl FaultyBackend {
 
     /// Lets `skip` calls of `op` through, then fails the next one with `errno`.
     pub fn fail(&self, op: Fault, skip: u32, errno: i32) {
-        self.state.planned.borrow_mut().insert(op, (skip, errno));
+        self.state.planned.borrow_mut().insert(
+            op,
+            Plan {
+                skip,
+                errno,
+                persistent: false,
+            },
+        );
+    }
+
+    /// Fails every call of `op` with `errno` until [`FaultyBackend::clear_faults`].
+    pub fn fail_always(&self, op: Fault, errno: i32) {
+        self.state.planned.borrow_mut().insert(
+            op,
+            Plan {
+                skip: 0,
+                errno,
+                persistent: true,
+            },
+        );
     }
 
     /// Cancels planned faults.
@@ -95,7 +128,11 @@ impl FaultyBackend {
                 Err(e) => return Err(e),
             };
             for change in changes.iter().rev() {
-                file.set_len(change.old_len.max(change.pos + change.old_bytes.len() as u64))?;
+                file.set_len(
+                    change
+                        .old_len
+                        .max(change.pos + change.old_bytes.len() as u64),
+                )?;
                 file.write_all_at(&change.old_bytes, change.pos)?;
                 file.set_len(change.old_len)?;
             }
@@ -128,19 +165,24 @@ impl FaultyBackend {
     fn take_fault(&self, op: Fault) -> io::Result<()> {
         self.check_alive()?;
         let mut planned = self.state.planned.borrow_mut();
-        if let Some((skip, errno)) = planned.get_mut(&op) {
-            if *skip == 0 {
-                let errno = *errno;
-                planned.remove(&op);
-                return Err(io::Error::from_raw_os_error(errno));
+        if let Some(plan) = planned.get_mut(&op) {
+            if plan.skip == 0 {
+                let plan = *plan;
+                if !plan.persistent {
+                    planned.remove(&op);
+                }
+                return Err(io::Error::from_raw_os_error(plan.errno));
             }
-            *skip -= 1;
+            plan.skip -= 1;
         }
         Ok(())
     }
 
     pub(super) fn dir_synced(&self, dir: &Path) {
-        self.state.created_unsynced.borrow_mut().retain(|p| p.parent() != Some(dir));
+        self.state
+            .created_unsynced
+            .borrow_mut()
+            .retain(|p| p.parent() != Some(dir));
     }
 
     pub(super) async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File> {
@@ -148,11 +190,21 @@ impl FaultyBackend {
         let existed = path.exists();
         let inner = Box::pin(self.inner.open(path, mode)).await?;
         if !existed {
-            self.state.created_unsynced.borrow_mut().push(path.to_path_buf());
+            self.state
+                .created_unsynced
+                .borrow_mut()
+                .push(path.to_path_buf());
         }
         let direct = inner.direct;
-        let file = FaultyFile { inner: Box::new(inner), state: self.clone() };
-        Ok(File { inner: FileInner::Faulty(file), path: path.to_path_buf(), direct })
+        let file = FaultyFile {
+            inner: Box::new(inner),
+            state: self.clone(),
+        };
+        Ok(File {
+            inner: FileInner::Faulty(file),
+            path: path.to_path_buf(),
+            direct,
+        })
     }
 
     /// Records how to undo a change of `[pos, pos + len)` (and of the size) in `path`.
@@ -162,11 +214,16 @@ impl FaultyBackend {
         let end = (pos + len).min(old_len);
         let mut old_bytes = vec![0u8; end.saturating_sub(pos) as usize];
         file.read_exact_at(&mut old_bytes, pos)?;
-        self.state.undo.borrow_mut().entry(path.to_path_buf()).or_default().push(Undo {
-            pos,
-            old_bytes,
-            old_len,
-        });
+        self.state
+            .undo
+            .borrow_mut()
+            .entry(path.to_path_buf())
+            .or_default()
+            .push(Undo {
+                pos,
+                old_bytes,
+                old_len,
+            });
         Ok(())
     }
 }
@@ -181,7 +238,11 @@ impl FaultyFile {
         &self.inner.path
     }
 
-    pub(super) async fn write_all_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf) {
+    pub(super) async fn write_all_at(
+        &self,
+        buf: AlignedBuf,
+        pos: u64,
+    ) -> (io::Result<()>, AlignedBuf) {
         if let Err(e) = self.state.take_fault(Fault::Write) {
             return (Err(e), buf);
         }
@@ -191,7 +252,26 @@ impl FaultyFile {
         Box::pin(self.inner.write_all_at(buf, pos)).await
     }
 
-    pub(super) async fn read_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<usize>, AlignedBuf) {
+    pub(super) async fn write_chunks_at(
+        &self,
+        chunks: Vec<AlignedBuf>,
+        pos: u64,
+    ) -> (io::Result<()>, Vec<AlignedBuf>) {
+        if let Err(e) = self.state.take_fault(Fault::Write) {
+            return (Err(e), chunks);
+        }
+        let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        if let Err(e) = self.state.record_undo(self.path(), pos, len) {
+            return (Err(e), chunks);
+        }
+        Box::pin(self.inner.write_chunks_at(chunks, pos)).await
+    }
+
+    pub(super) async fn read_at(
+        &self,
+        buf: AlignedBuf,
+        pos: u64,
+    ) -> (io::Result<usize>, AlignedBuf) {
         if let Err(e) = self.state.check_alive() {
             return (Err(e), buf);
         }
@@ -214,7 +294,8 @@ impl FaultyFile {
     pub(super) async fn set_len(&self, len: u64) -> io::Result<()> {
         self.state.check_alive()?;
         let current = Box::pin(self.inner.len()).await?;
-        self.state.record_undo(self.path(), len.min(current), current.saturating_sub(len))?;
+        self.state
+            .record_undo(self.path(), len.min(current), current.saturating_sub(len))?;
         Box::pin(self.inner.set_len(len)).await
     }
 

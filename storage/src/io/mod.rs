@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use faulty::{FaultyBackend, Fault};
+pub use faulty::{Fault, FaultyBackend};
 
 use crate::aligned::AlignedBuf;
 
@@ -47,7 +47,9 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(BackendChoice::Auto),
             "io_uring" | "io-uring" | "uring" => Ok(BackendChoice::IoUring),
             "posix" => Ok(BackendChoice::Posix),
-            other => Err(format!("unknown storage backend '{other}': use auto, io_uring or posix")),
+            other => Err(format!(
+                "unknown storage backend '{other}': use auto, io_uring or posix"
+            )),
         }
     }
 }
@@ -96,7 +98,11 @@ impl Backend {
                     Backend::Uring => FileInner::Uring(uring::UringFile::new(std_file)?),
                     _ => FileInner::Posix(posix::PosixFile::new(std_file)),
                 };
-                Ok(File { inner, path: path.to_path_buf(), direct })
+                Ok(File {
+                    inner,
+                    path: path.to_path_buf(),
+                    direct,
+                })
             }
         }
     }
@@ -163,7 +169,9 @@ where
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
-        Err(join) => Err(io::Error::other(format!("blocking I/O task failed: {join}"))),
+        Err(join) => Err(io::Error::other(format!(
+            "blocking I/O task failed: {join}"
+        ))),
     }
 }
 
@@ -206,7 +214,10 @@ enum FileInner {
 
 impl fmt::Debug for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("File").field("path", &self.path).field("direct", &self.direct).finish()
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("direct", &self.direct)
+            .finish()
     }
 }
 
@@ -228,6 +239,20 @@ impl File {
             FileInner::Uring(f) => f.write_all_at(buf, pos).await,
             FileInner::Posix(f) => f.write_all_at(buf, pos).await,
             FileInner::Faulty(f) => f.write_all_at(buf, pos).await,
+        }
+    }
+
+    /// Writes `chunks` back to back from `pos` with as few system calls as the backend allows
+    /// (one `writev` on io_uring).
+    pub async fn write_chunks_at(
+        &self,
+        chunks: Vec<AlignedBuf>,
+        pos: u64,
+    ) -> (io::Result<()>, Vec<AlignedBuf>) {
+        match &self.inner {
+            FileInner::Uring(f) => f.write_chunks_at(chunks, pos).await,
+            FileInner::Posix(f) => f.write_chunks_at(chunks, pos).await,
+            FileInner::Faulty(f) => f.write_chunks_at(chunks, pos).await,
         }
     }
 

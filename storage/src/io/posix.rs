@@ -17,7 +17,11 @@ impl PosixFile {
         PosixFile { file }
     }
 
-    pub(super) async fn write_all_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf) {
+    pub(super) async fn write_all_at(
+        &self,
+        buf: AlignedBuf,
+        pos: u64,
+    ) -> (io::Result<()>, AlignedBuf) {
         let file = self.file.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let result = file.write_all_at(buf.as_slice(), pos);
@@ -34,7 +38,37 @@ impl PosixFile {
         }
     }
 
-    pub(super) async fn read_at(&self, mut buf: AlignedBuf, pos: u64) -> (io::Result<usize>, AlignedBuf) {
+    pub(super) async fn write_chunks_at(
+        &self,
+        chunks: Vec<AlignedBuf>,
+        pos: u64,
+    ) -> (io::Result<()>, Vec<AlignedBuf>) {
+        let file = self.file.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut at = pos;
+            for chunk in &chunks {
+                if let Err(e) = file.write_all_at(chunk.as_slice(), at) {
+                    return (Err(e), chunks);
+                }
+                at += chunk.len() as u64;
+            }
+            (Ok(()), chunks)
+        })
+        .await;
+        match outcome {
+            Ok(pair) => pair,
+            Err(join) => (
+                Err(io::Error::other(format!("write task failed: {join}"))),
+                Vec::new(),
+            ),
+        }
+    }
+
+    pub(super) async fn read_at(
+        &self,
+        mut buf: AlignedBuf,
+        pos: u64,
+    ) -> (io::Result<usize>, AlignedBuf) {
         let file = self.file.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let capacity = buf.capacity();

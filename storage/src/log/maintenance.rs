@@ -45,13 +45,21 @@ impl PartitionLog {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
             let Some((&target_base, _)) = inner.segments.range(..=offset).next_back() else {
-                return Err(StorageError::InvalidArgument(format!("no segment holds offset {offset}")));
+                return Err(StorageError::InvalidArgument(format!(
+                    "no segment holds offset {offset}"
+                )));
             };
-            let doomed: Vec<u64> = inner.segments.range(target_base + 1..).map(|(b, _)| *b).collect();
+            let doomed: Vec<u64> = inner
+                .segments
+                .range(target_base + 1..)
+                .map(|(b, _)| *b)
+                .collect();
             for base in &doomed {
                 inner.segments.remove(base);
             }
-            let Some(seg) = inner.segments.get_mut(&target_base) else { unreachable!() };
+            let Some(seg) = inner.segments.get_mut(&target_base) else {
+                unreachable!()
+            };
             let relative = (offset - target_base) as u32;
             seg.offset_index.truncate_from_offset(relative);
             seg.time_index.truncate_from_offset(relative);
@@ -80,16 +88,25 @@ impl PartitionLog {
         };
         self.store_state().await?;
         if let Some(file) = file {
-            file.set_len(position).await.map_err(|e| self.poison("truncate segment", e))?;
-            file.sync_data().await.map_err(|e| self.poison("fdatasync truncated segment", e))?;
+            file.set_len(position)
+                .await
+                .map_err(|e| self.poison("truncate segment", e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| self.poison("fdatasync truncated segment", e))?;
             let tail_start = align_down(position);
             let mut staging = Staging::new(tail_start);
             if position > tail_start {
-                let (res, buf) = file.read_at(AlignedBuf::with_capacity(4096), tail_start).await;
+                let (res, buf) = file
+                    .read_at(AlignedBuf::with_capacity(4096), tail_start)
+                    .await;
                 let n = res.map_err(|e| StorageError::io("read tail block", e))?;
                 let want = (position - tail_start) as usize;
                 if n < want {
-                    return Err(self.poison("read tail block", std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+                    return Err(self.poison(
+                        "read tail block",
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                    ));
                 }
                 let mut inner = self.inner.borrow_mut();
                 staging.append(&buf.as_slice()[..want], &mut inner.chunk_pool);
@@ -104,17 +121,25 @@ impl PartitionLog {
         {
             let (index, timeindex) = {
                 let inner = self.inner.borrow();
-                let Some(seg) = inner.segments.get(&target_base) else { unreachable!() };
+                let Some(seg) = inner.segments.get(&target_base) else {
+                    unreachable!()
+                };
                 (seg.index_path(), seg.timeindex_path())
             };
             for path in [index, timeindex] {
-                self.backend.remove_file(&path).await.map_err(|e| StorageError::io("remove stale index", e))?;
+                self.backend
+                    .remove_file(&path)
+                    .await
+                    .map_err(|e| StorageError::io("remove stale index", e))?;
             }
         }
         for base in doomed {
             delete_segment_files(&self.backend, &self.dir, base).await?;
         }
-        self.backend.sync_dir(&self.dir).await.map_err(|e| StorageError::io("sync log directory", e))?;
+        self.backend
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| StorageError::io("sync log directory", e))?;
         Ok(())
     }
 
@@ -124,7 +149,9 @@ impl PartitionLog {
         let (mut at, mut position) = {
             let inner = self.inner.borrow();
             let Some((_, seg)) = inner.segments.range(..=offset).next_back() else {
-                return Err(StorageError::InvalidArgument(format!("no segment holds offset {offset}")));
+                return Err(StorageError::InvalidArgument(format!(
+                    "no segment holds offset {offset}"
+                )));
             };
             let (relative, position) = seg.offset_index.floor((offset - seg.base_offset) as u32);
             (seg.base_offset + relative as u64, position)
@@ -132,7 +159,9 @@ impl PartitionLog {
         // Walk batch by batch from the indexed position; at most one index interval.
         while at < offset {
             let read = self.read_unchecked(at, 1, offset).await?;
-            let Some(batch) = read.batches.first() else { break };
+            let Some(batch) = read.batches.first() else {
+                break;
+            };
             position += batch.len() as u64;
             at = read.next_offset;
         }
@@ -187,9 +216,13 @@ impl PartitionLog {
                     break;
                 }
                 let expired = self.config.retention_ms.is_some_and(|ms| {
-                    seg.max_timestamp != i64::MIN && seg.max_timestamp < now.saturating_sub(ms as i64)
+                    seg.max_timestamp != i64::MIN
+                        && seg.max_timestamp < now.saturating_sub(ms as i64)
                 });
-                let oversized = self.config.retention_bytes.is_some_and(|max| total - seg.size >= max);
+                let oversized = self
+                    .config
+                    .retention_bytes
+                    .is_some_and(|max| total - seg.size >= max);
                 if !(expired || oversized) {
                     break;
                 }
@@ -211,7 +244,11 @@ impl PartitionLog {
             self.delete_segments_below_start().await?;
             tracing::info!(dir = %self.dir.display(), deleted, bytes, log_start = new_start, "retention deleted segments");
         }
-        Ok(RetentionOutcome { segments_deleted: deleted, bytes_deleted: bytes, log_start_offset: self.log_start_offset() })
+        Ok(RetentionOutcome {
+            segments_deleted: deleted,
+            bytes_deleted: bytes,
+            log_start_offset: self.log_start_offset(),
+        })
     }
 
     /// Deletes closed segments that end at or below the log start (the state file already says
@@ -224,7 +261,9 @@ impl PartitionLog {
             let doomed: Vec<u64> = inner
                 .segments
                 .values()
-                .filter(|s| s.next_offset <= start && s.is_closed() && Some(s.base_offset) != active)
+                .filter(|s| {
+                    s.next_offset <= start && s.is_closed() && Some(s.base_offset) != active
+                })
                 .map(|s| s.base_offset)
                 .collect();
             for base in &doomed {
@@ -258,7 +297,9 @@ impl PartitionLog {
         if let Some(base) = active {
             let (file, size) = {
                 let inner = self.inner.borrow();
-                let Some(seg) = inner.segments.get(&base) else { unreachable!() };
+                let Some(seg) = inner.segments.get(&base) else {
+                    unreachable!()
+                };
                 (seg.file.clone(), seg.size)
             };
             if let Some(file) = file {

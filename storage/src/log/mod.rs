@@ -119,17 +119,25 @@ pub(crate) struct Inner {
     active_started_ms: Option<i64>,
 }
 
-const CHUNK_POOL_MAX: usize = 8;
+/// Spare staging chunks kept per log, so steady appends do not allocate.
+const CHUNK_POOL_MAX: usize = 2;
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl PartitionLog {
     /// Opens the log in `dir` (creating it if needed) and recovers it: validates every batch past
     /// the recovery point, truncates a torn or corrupt tail, rebuilds missing or stale indexes.
     /// Never panics on any file content.
-    pub async fn open(dir: impl Into<PathBuf>, config: LogConfig, backend: Backend) -> Result<Self> {
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        backend: Backend,
+    ) -> Result<Self> {
         let dir = dir.into();
         config.validate().map_err(StorageError::InvalidArgument)?;
         let inner = recovery::recover(&dir, &config, &backend).await?;
@@ -221,7 +229,11 @@ impl PartitionLog {
             return None;
         }
         let found = inner.epochs[at - 1];
-        let end = inner.epochs.get(at).map(|e| e.start_offset).unwrap_or(inner.log_end_offset);
+        let end = inner
+            .epochs
+            .get(at)
+            .map(|e| e.start_offset)
+            .unwrap_or(inner.log_end_offset);
         Some((found.epoch, end))
     }
 
@@ -233,7 +245,10 @@ impl PartitionLog {
     /// Persists a Raft vote (durably, before returning).
     pub async fn store_vote(&self, vote: &[u8]) -> Result<()> {
         if vote.len() > crate::limits::VOTE_BYTES_MAX {
-            return Err(StorageError::InvalidArgument(format!("vote of {} bytes", vote.len())));
+            return Err(StorageError::InvalidArgument(format!(
+                "vote of {} bytes",
+                vote.len()
+            )));
         }
         let _io = self.io_lock.lock().await;
         self.inner.borrow_mut().vote = Some(Bytes::copy_from_slice(vote));
@@ -251,7 +266,9 @@ impl PartitionLog {
         let inner = &mut *guard;
         inner.check_writable()?;
         if inner.disk_full {
-            return Err(StorageError::DiskFull { context: "append refused until a flush finds space".into() });
+            return Err(StorageError::DiskFull {
+                context: "append refused until a flush finds space".into(),
+            });
         }
         if let Some(last) = inner.epochs.last() {
             if leader_epoch < last.epoch {
@@ -274,21 +291,36 @@ impl PartitionLog {
         };
         let active_base = active.base_offset;
         let pool = &mut inner.chunk_pool;
-        let Some(active) = inner.segments.get_mut(&active_base) else { unreachable!() };
-        active.note_batch(base_offset, next_offset, header.max_timestamp, len, self.config.index_interval_bytes);
+        let Some(active) = inner.segments.get_mut(&active_base) else {
+            unreachable!()
+        };
+        active.note_batch(
+            base_offset,
+            next_offset,
+            header.max_timestamp,
+            len,
+            self.config.index_interval_bytes,
+        );
         let Some(staging) = active.staging.as_mut() else {
             unreachable!("the active segment always has a staging buffer")
         };
         staging.append(&bytes, pool);
         inner.active_started_ms.get_or_insert(now);
 
-        inner.cache.push(CachedBatch { base_offset, next_offset, bytes });
+        inner.cache.push(CachedBatch {
+            base_offset,
+            next_offset,
+            bytes,
+        });
         inner.log_end_offset = next_offset;
         inner.unflushed_messages += header.records_count.max(1) as u64;
         inner.unflushed_bytes += len;
         inner.first_unflushed_at.get_or_insert_with(Instant::now);
         if inner.epochs.last().is_none_or(|e| leader_epoch > e.epoch) && leader_epoch >= 0 {
-            inner.epochs.push(EpochEntry { epoch: leader_epoch, start_offset: base_offset });
+            inner.epochs.push(EpochEntry {
+                epoch: leader_epoch,
+                start_offset: base_offset,
+            });
         }
         let written = inner.written_offset;
         inner.cache.evict(written);
@@ -301,14 +333,22 @@ impl PartitionLog {
     }
 
     fn roll_if_needed(&self, inner: &mut Inner, len: u64, next_offset: u64, now: i64) {
-        let Some((_, active)) = inner.segments.last_key_value() else { return };
+        let Some((_, active)) = inner.segments.last_key_value() else {
+            return;
+        };
         if active.is_empty() {
             return;
         }
         let too_big = active.size + len > self.config.segment_bytes;
         let too_many_offsets = next_offset - active.base_offset > SEGMENT_OFFSET_SPAN_MAX;
-        let started = inner.active_started_ms.or(active.first_batch_timestamp).unwrap_or(now);
-        let too_old = self.config.segment_ms.is_some_and(|ms| now.saturating_sub(started) >= ms as i64);
+        let started = inner
+            .active_started_ms
+            .or(active.first_batch_timestamp)
+            .unwrap_or(now);
+        let too_old = self
+            .config
+            .segment_ms
+            .is_some_and(|ms| now.saturating_sub(started) >= ms as i64);
         if !(too_big || too_many_offsets || too_old) {
             return;
         }
@@ -316,7 +356,9 @@ impl PartitionLog {
         if let Some((_, active)) = inner.segments.iter_mut().next_back() {
             active.sealed = true;
         }
-        inner.segments.insert(base, Segment::new_active(&self.dir, base));
+        inner
+            .segments
+            .insert(base, Segment::new_active(&self.dir, base));
         inner.active_started_ms = None;
     }
 
@@ -365,7 +407,8 @@ impl PartitionLog {
     pub async fn flush_if_due(&self) -> Result<u64> {
         let due = {
             let inner = self.inner.borrow();
-            let pending = inner.durable_offset < inner.log_end_offset || inner.has_sealed_segments();
+            let pending =
+                inner.durable_offset < inner.log_end_offset || inner.has_sealed_segments();
             pending && self.flush_due_in(&inner).is_none_or(|d| d.is_zero())
         };
         if due {
@@ -379,11 +422,17 @@ impl PartitionLog {
     fn flush_due_in(&self, inner: &Inner) -> Option<Duration> {
         match self.config.flush {
             FlushPolicy::Always => None,
-            FlushPolicy::Interval { messages, interval_ms } => {
+            FlushPolicy::Interval {
+                messages,
+                interval_ms,
+            } => {
                 if inner.unflushed_messages >= messages || inner.disk_full {
                     return Some(Duration::ZERO);
                 }
-                let age = inner.first_unflushed_at.map(|t| t.elapsed()).unwrap_or_default();
+                let age = inner
+                    .first_unflushed_at
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
                 Some(Duration::from_millis(interval_ms).saturating_sub(age))
             }
         }
@@ -394,7 +443,12 @@ impl PartitionLog {
         self.inner.borrow().check_writable()?;
         let bases: Vec<u64> = {
             let inner = self.inner.borrow();
-            inner.segments.values().filter(|s| s.has_unwritten()).map(|s| s.base_offset).collect()
+            inner
+                .segments
+                .values()
+                .filter(|s| s.has_unwritten())
+                .map(|s| s.base_offset)
+                .collect()
         };
         // Phase 1: files exist and have room, before any staged byte is handed out, so running
         // out of space loses nothing and can be retried.
@@ -415,33 +469,53 @@ impl PartitionLog {
             let target = inner.log_end_offset;
             let mut jobs = Vec::with_capacity(bases.len());
             for &base in &bases {
-                let Some(seg) = inner.segments.get_mut(&base) else { continue };
-                let (Some(staging), Some(file)) = (seg.staging.as_mut(), seg.file.clone()) else { continue };
+                let Some(seg) = inner.segments.get_mut(&base) else {
+                    continue;
+                };
+                let (Some(staging), Some(file)) = (seg.staging.as_mut(), seg.file.clone()) else {
+                    continue;
+                };
                 let (file_pos, chunks) = staging.take_for_write(&mut inner.chunk_pool);
-                jobs.push(WriteJob { base, file, file_pos, chunks, end: seg.size, seal: seg.sealed });
+                jobs.push(WriteJob {
+                    base,
+                    file,
+                    file_pos,
+                    chunks,
+                    end: seg.size,
+                    seal: seg.sealed,
+                });
             }
             (target, jobs)
         };
         // Phase 3: write and sync.
         let mut closing = Vec::new();
         for job in jobs {
-            let WriteJob { base, file, file_pos, chunks, end, seal } = job;
-            let mut pos = file_pos;
-            for chunk in chunks {
-                let len = chunk.len() as u64;
-                let (res, mut chunk) = file.write_all_at(chunk, pos).await;
-                res.map_err(|e| self.poison(&format!("write {}", file.path().display()), e))?;
-                pos += len;
-                chunk.clear();
+            let WriteJob {
+                base,
+                file,
+                file_pos,
+                chunks,
+                end,
+                seal,
+            } = job;
+            let (res, chunks) = file.write_chunks_at(chunks, file_pos).await;
+            res.map_err(|e| self.poison(&format!("write {}", file.path().display()), e))?;
+            {
                 let mut inner = self.inner.borrow_mut();
-                if inner.chunk_pool.len() < CHUNK_POOL_MAX {
+                for mut chunk in chunks {
+                    if inner.chunk_pool.len() >= CHUNK_POOL_MAX {
+                        break;
+                    }
+                    chunk.clear();
                     inner.chunk_pool.push(chunk);
                 }
             }
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
                 seg.written = seg.written.max(end);
             }
-            file.sync_data().await.map_err(|e| self.poison(&format!("fdatasync {}", file.path().display()), e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| self.poison(&format!("fdatasync {}", file.path().display()), e))?;
             if seal {
                 closing.push((base, file, end));
             }
@@ -464,7 +538,11 @@ impl PartitionLog {
             }
             {
                 let mut inner = self.inner.borrow_mut();
-                let first_open = inner.segments.values().find(|s| !s.is_closed()).map(|s| s.base_offset);
+                let first_open = inner
+                    .segments
+                    .values()
+                    .find(|s| !s.is_closed())
+                    .map(|s| s.base_offset);
                 if let Some(rp) = first_open {
                     inner.recovery_point = rp;
                 }
@@ -479,14 +557,27 @@ impl PartitionLog {
     async fn prepare_segment_file(&self, base: u64) -> Result<bool> {
         let (path, has_file, allocated, need) = {
             let inner = self.inner.borrow();
-            let Some(seg) = inner.segments.get(&base) else { return Ok(false) };
-            (seg.path.clone(), seg.file.is_some(), seg.allocated, align_up(seg.size))
+            let Some(seg) = inner.segments.get(&base) else {
+                return Ok(false);
+            };
+            (
+                seg.path.clone(),
+                seg.file.is_some(),
+                seg.allocated,
+                align_up(seg.size),
+            )
         };
         let mut created = false;
         if !has_file {
             let file = self
                 .backend
-                .open(&path, OpenMode { create: true, direct: true })
+                .open(
+                    &path,
+                    OpenMode {
+                        create: true,
+                        direct: true,
+                    },
+                )
                 .await
                 .map_err(|e| StorageError::io(format!("create {}", path.display()), e))?;
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
@@ -497,15 +588,22 @@ impl PartitionLog {
         if need <= allocated {
             return Ok(created);
         }
-        let Some(file) = self.inner.borrow().segments.get(&base).and_then(|s| s.file.clone()) else {
+        let Some(file) = self
+            .inner
+            .borrow()
+            .segments
+            .get(&base)
+            .and_then(|s| s.file.clone())
+        else {
             return Ok(created);
         };
         let cap = align_up(self.config.segment_bytes).max(need);
         let wanted = (need + self.config.preallocate_bytes).min(cap).max(need);
         let result = match file.allocate(allocated, wanted - allocated).await {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && wanted > need => {
-                file.allocate(allocated, need - allocated).await.map(|_| need)
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && wanted > need => file
+                .allocate(allocated, need - allocated)
+                .await
+                .map(|_| need),
             other => other.map(|_| wanted),
         };
         let mut inner = self.inner.borrow_mut();
@@ -531,12 +629,23 @@ impl PartitionLog {
     }
 
     async fn close_segment(&self, base: u64, file: &crate::io::File, end: u64) -> Result<()> {
-        file.set_len(end).await.map_err(|e| self.poison("trim closed segment", e))?;
-        file.sync_data().await.map_err(|e| self.poison("fdatasync closed segment", e))?;
+        file.set_len(end)
+            .await
+            .map_err(|e| self.poison("trim closed segment", e))?;
+        file.sync_data()
+            .await
+            .map_err(|e| self.poison("fdatasync closed segment", e))?;
         let (index, timeindex, index_path, timeindex_path) = {
             let inner = self.inner.borrow();
-            let Some(seg) = inner.segments.get(&base) else { return Ok(()) };
-            (seg.offset_index.encode(), seg.time_index.encode(), seg.index_path(), seg.timeindex_path())
+            let Some(seg) = inner.segments.get(&base) else {
+                return Ok(());
+            };
+            (
+                seg.offset_index.encode(),
+                seg.time_index.encode(),
+                seg.index_path(),
+                seg.timeindex_path(),
+            )
         };
         self.write_small_file(&index_path, &index).await?;
         self.write_small_file(&timeindex_path, &timeindex).await?;
@@ -551,10 +660,19 @@ impl PartitionLog {
     /// Writes an index file in one go and syncs it.
     async fn write_small_file(&self, path: &Path, data: &[u8]) -> Result<()> {
         let ctx = |what: &str| format!("{what} {}", path.display());
-        self.backend.remove_file(path).await.map_err(|e| StorageError::io(ctx("remove"), e))?;
+        self.backend
+            .remove_file(path)
+            .await
+            .map_err(|e| StorageError::io(ctx("remove"), e))?;
         let file = self
             .backend
-            .open(path, OpenMode { create: true, direct: false })
+            .open(
+                path,
+                OpenMode {
+                    create: true,
+                    direct: false,
+                },
+            )
             .await
             .map_err(|e| StorageError::io(ctx("create"), e))?;
         if !data.is_empty() {
@@ -563,7 +681,9 @@ impl PartitionLog {
             let (res, _) = file.write_all_at(buf, 0).await;
             res.map_err(|e| StorageError::io(ctx("write"), e))?;
         }
-        file.sync_data().await.map_err(|e| StorageError::io(ctx("sync"), e))
+        file.sync_data()
+            .await
+            .map_err(|e| StorageError::io(ctx("sync"), e))
     }
 
     /// Records a write or sync failure: the log is poisoned from now on.
@@ -604,7 +724,9 @@ impl Inner {
             return Err(StorageError::Closed);
         }
         if let Some(reason) = &self.poisoned {
-            return Err(StorageError::Poisoned { reason: reason.clone() });
+            return Err(StorageError::Poisoned {
+                reason: reason.clone(),
+            });
         }
         Ok(())
     }

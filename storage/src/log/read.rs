@@ -56,21 +56,38 @@ impl PartitionLog {
     /// a batch that reaches past `upper_bound` (e.g. the high watermark) or the log end.
     ///
     /// `offset` must lie within `[log_start_offset, log_end_offset]`.
-    pub async fn read(&self, offset: u64, max_bytes: usize, upper_bound: u64) -> Result<ReadBatches> {
+    pub async fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper_bound: u64,
+    ) -> Result<ReadBatches> {
         self.inner.borrow().check_readable(offset)?;
         self.read_unchecked(offset, max_bytes, upper_bound).await
     }
 
     /// `read` without the log-start check (internal walks may start below it).
-    pub(super) async fn read_unchecked(&self, offset: u64, max_bytes: usize, upper_bound: u64) -> Result<ReadBatches> {
-        let mut out = ReadBatches { batches: Vec::new(), next_offset: offset };
+    pub(super) async fn read_unchecked(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper_bound: u64,
+    ) -> Result<ReadBatches> {
+        let mut out = ReadBatches {
+            batches: Vec::new(),
+            next_offset: offset,
+        };
         let bound = {
             let inner = self.inner.borrow();
             let bound = upper_bound.min(inner.log_end_offset);
             if offset >= bound {
                 return Ok(out);
             }
-            if inner.cache.start_offset().is_some_and(|start| start <= offset) {
+            if inner
+                .cache
+                .start_offset()
+                .is_some_and(|start| start <= offset)
+            {
                 out.next_offset = inner.cache.read(offset, max_bytes, bound, &mut out.batches);
                 return Ok(out);
             }
@@ -79,9 +96,20 @@ impl PartitionLog {
         let mut want = offset;
         let mut total = 0usize;
         while want < bound && total < max_bytes {
-            let Some(target) = self.cold_target(want)? else { break };
+            let Some(target) = self.cold_target(want)? else {
+                break;
+            };
             let before = out.batches.len();
-            let next = self.read_segment(&target, want, max_bytes, bound, &mut total, &mut out.batches).await?;
+            let next = self
+                .read_segment(
+                    &target,
+                    want,
+                    max_bytes,
+                    bound,
+                    &mut total,
+                    &mut out.batches,
+                )
+                .await?;
             out.next_offset = next;
             if out.batches.len() == before {
                 if next >= target.segment_next_offset && want < target.segment_next_offset {
@@ -96,7 +124,12 @@ impl PartitionLog {
             }
             want = next;
             // Cached data is served on the next call; stop at the cache boundary.
-            let cached = self.inner.borrow().cache.start_offset().is_some_and(|s| s <= want);
+            let cached = self
+                .inner
+                .borrow()
+                .cache
+                .start_offset()
+                .is_some_and(|s| s <= want);
             if cached {
                 break;
             }
@@ -106,11 +139,15 @@ impl PartitionLog {
 
     fn cold_target(&self, offset: u64) -> Result<Option<ColdTarget>> {
         let inner = self.inner.borrow();
-        let Some((_, seg)) = inner.segments.range(..=offset).next_back() else { return Ok(None) };
+        let Some((_, seg)) = inner.segments.range(..=offset).next_back() else {
+            return Ok(None);
+        };
         if offset >= seg.next_offset {
             return Ok(None);
         }
-        let Some(file) = seg.file.clone() else { return Ok(None) };
+        let Some(file) = seg.file.clone() else {
+            return Ok(None);
+        };
         let relative = (offset - seg.base_offset) as u32;
         Ok(Some(ColdTarget {
             segment_base: seg.base_offset,
@@ -152,8 +189,8 @@ impl PartitionLog {
                     break;
                 }
                 let batch = &bytes[at..at + total_len];
-                let header =
-                    BatchHeader::parse(batch).map_err(|e| self.corrupt(target, position, e.to_string()))?;
+                let header = BatchHeader::parse(batch)
+                    .map_err(|e| self.corrupt(target, position, e.to_string()))?;
                 let batch_next = header.base_offset as u64 + header.offset_count();
                 if batch_next > want {
                     if batch_next > bound {
@@ -175,7 +212,11 @@ impl PartitionLog {
             }
             if position < target.readable_len && fresh && !progressed {
                 // A read sized for this very batch still does not hold it.
-                return Err(self.corrupt(target, position, "batch extends past the written data".into()));
+                return Err(self.corrupt(
+                    target,
+                    position,
+                    "batch extends past the written data".into(),
+                ));
             }
             // Otherwise the window ended inside a batch (or was used up): read on from here.
         }
@@ -192,11 +233,20 @@ impl PartitionLog {
 
     /// One aligned read at `position`, big enough for the batch there, `max_bytes` and the
     /// read-ahead size; stored as the read-ahead window.
-    async fn read_window(&self, target: &ColdTarget, position: u64, max_bytes: usize) -> Result<(u64, Bytes)> {
+    async fn read_window(
+        &self,
+        target: &ColdTarget,
+        position: u64,
+        max_bytes: usize,
+    ) -> Result<(u64, Bytes)> {
         let file_pos = align_down(position);
         let skew = (position - file_pos) as usize;
         // Learn the size of the batch at `position` first if it may exceed the read.
-        let mut want = self.config.read_ahead_bytes.max(max_bytes.min(BATCH_BYTES_MAX)) + skew;
+        let mut want = self
+            .config
+            .read_ahead_bytes
+            .max(max_bytes.min(BATCH_BYTES_MAX))
+            + skew;
         let readable_end = align_up(target.readable_len);
         want = want.min((readable_end - file_pos) as usize);
         let mut data = self.read_exact_window(target, file_pos, want).await?;
@@ -208,22 +258,35 @@ impl PartitionLog {
                 }
             }
         }
-        self.inner.borrow_mut().read_ahead =
-            Some(ReadAhead { segment_base: target.segment_base, file_pos, data: data.clone() });
+        self.inner.borrow_mut().read_ahead = Some(ReadAhead {
+            segment_base: target.segment_base,
+            file_pos,
+            data: data.clone(),
+        });
         Ok((file_pos, data))
     }
 
-    async fn read_exact_window(&self, target: &ColdTarget, file_pos: u64, len: usize) -> Result<Bytes> {
+    async fn read_exact_window(
+        &self,
+        target: &ColdTarget,
+        file_pos: u64,
+        len: usize,
+    ) -> Result<Bytes> {
         let buf = AlignedBuf::with_capacity(align_up(len as u64) as usize);
         let (res, buf) = target.file.read_at(buf, file_pos).await;
-        let n = res.map_err(|e| StorageError::io(format!("read {}", target.file.path().display()), e))?;
+        let n =
+            res.map_err(|e| StorageError::io(format!("read {}", target.file.path().display()), e))?;
         let valid = (n as u64).min(target.readable_len.saturating_sub(file_pos)) as usize;
         Ok(Bytes::from_owner(buf).slice(0..valid))
     }
 
     fn corrupt(&self, target: &ColdTarget, position: u64, reason: String) -> StorageError {
         tracing::error!(path = %target.file.path().display(), position, %reason, "corrupt batch read back");
-        StorageError::Corrupt { path: target.file.path().to_path_buf(), position, reason }
+        StorageError::Corrupt {
+            path: target.file.path().to_path_buf(),
+            position,
+            reason,
+        }
     }
 
     /// The first batch whose max timestamp is at or after `timestamp` (Kafka's ListOffsets by

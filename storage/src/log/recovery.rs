@@ -29,16 +29,27 @@ use crate::state::{EpochEntry, PartitionState, STATE_FILE};
 
 pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -> Result<Inner> {
     let ctx = |what: &str| format!("{what} {}", dir.display());
-    backend.create_dir_all(dir).await.map_err(|e| StorageError::io(ctx("create"), e))?;
-    let names = backend.list_dir(dir).await.map_err(|e| StorageError::io(ctx("list"), e))?;
-    let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
+    backend
+        .create_dir_all(dir)
+        .await
+        .map_err(|e| StorageError::io(ctx("create"), e))?;
+    let names = backend
+        .list_dir(dir)
+        .await
+        .map_err(|e| StorageError::io(ctx("list"), e))?;
+    let mut bases: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_log_file_name(n))
+        .collect();
     bases.sort_unstable();
     remove_orphans(backend, dir, &names, &bases).await?;
 
     let state = PartitionState::load(backend, dir).await?;
     let had_state = state.is_some();
     let state = state.unwrap_or_default();
-    let mut log_start = state.log_start_offset.max(bases.first().copied().unwrap_or(0));
+    let mut log_start = state
+        .log_start_offset
+        .max(bases.first().copied().unwrap_or(0));
     if !had_state {
         log_start = bases.first().copied().unwrap_or(0);
     }
@@ -70,12 +81,21 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
         let last_trusted_candidate = had_state && successor.is_none();
         let path = dir.join(super::segment::log_file_name(base));
         let file = backend
-            .open(&path, OpenMode { create: false, direct: true })
+            .open(
+                &path,
+                OpenMode {
+                    create: false,
+                    direct: true,
+                },
+            )
             .await
             .map_err(|e| StorageError::io(format!("open {}", path.display()), e))?;
         let mut seg = Segment::new_active(dir, base);
         seg.file = Some(Rc::new(file));
-        let trust = (trusted || last_trusted_candidate).then_some(Trust { recovery_point: state.recovery_point, is_last: successor.is_none() });
+        let trust = (trusted || last_trusted_candidate).then_some(Trust {
+            recovery_point: state.recovery_point,
+            is_last: successor.is_none(),
+        });
         let outcome = load_segment(backend, &mut seg, trust, config.index_interval_bytes).await?;
         if outcome.scanned {
             epochs.retain(|e| e.start_offset < base);
@@ -85,7 +105,11 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
                 }
             }
         } else {
-            for e in state.epochs.iter().filter(|e| e.start_offset >= base && e.start_offset < seg.next_offset) {
+            for e in state
+                .epochs
+                .iter()
+                .filter(|e| e.start_offset >= base && e.start_offset < seg.next_offset)
+            {
                 if epochs.last().is_none_or(|last| e.epoch > last.epoch) {
                     epochs.push(*e);
                 }
@@ -110,7 +134,11 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
         changed = true;
     }
     // An empty leading segment below the log start is fine; an empty log starts at log_start.
-    let log_end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(log_start);
+    let log_end = segments
+        .values()
+        .next_back()
+        .map(|s| s.next_offset)
+        .unwrap_or(log_start);
     let log_start = log_start.min(log_end);
     if segments.is_empty() {
         segments.insert(log_start, Segment::new_active(dir, log_start));
@@ -122,7 +150,11 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
     if let Some((_, active)) = segments.iter_mut().next_back() {
         reopen_for_append(active, &mut chunk_pool).await?;
     }
-    let recovery_point = segments.values().next_back().map(|s| s.base_offset).unwrap_or(log_start);
+    let recovery_point = segments
+        .values()
+        .next_back()
+        .map(|s| s.base_offset)
+        .unwrap_or(log_start);
     let mut inner = Inner {
         segments,
         log_start_offset: log_start,
@@ -144,7 +176,10 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
         first_unflushed_at: None,
         active_started_ms: None,
     };
-    if changed || inner.recovery_point != state.recovery_point || inner.log_start_offset != state.log_start_offset {
+    if changed
+        || inner.recovery_point != state.recovery_point
+        || inner.log_start_offset != state.log_start_offset
+    {
         let new_state = PartitionState {
             log_start_offset: inner.log_start_offset,
             recovery_point: inner.recovery_point,
@@ -163,7 +198,12 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
 }
 
 /// Removes temporary files and indexes whose log file is gone.
-async fn remove_orphans(backend: &Backend, dir: &Path, names: &[String], bases: &[u64]) -> Result<()> {
+async fn remove_orphans(
+    backend: &Backend,
+    dir: &Path,
+    names: &[String],
+    bases: &[u64],
+) -> Result<()> {
     for name in names {
         let orphan_index = ["index", "timeindex"].iter().any(|ext| {
             name.strip_suffix(&format!(".{ext}"))
@@ -182,7 +222,11 @@ async fn remove_orphans(backend: &Backend, dir: &Path, names: &[String], bases: 
 
 pub(super) async fn delete_segment_files(backend: &Backend, dir: &Path, base: u64) -> Result<()> {
     let log = dir.join(super::segment::log_file_name(base));
-    for path in [log.with_extension("index"), log.with_extension("timeindex"), log] {
+    for path in [
+        log.with_extension("index"),
+        log.with_extension("timeindex"),
+        log,
+    ] {
         backend
             .remove_file(&path)
             .await
@@ -208,11 +252,23 @@ struct Trust {
     is_last: bool,
 }
 
-async fn load_segment(backend: &Backend, seg: &mut Segment, trust: Option<Trust>, interval: u32) -> Result<LoadOutcome> {
-    let Some(file) = seg.file.clone() else { unreachable!("segment opened above") };
-    let file_len = file.len().await.map_err(|e| StorageError::io("stat segment", e))?;
+async fn load_segment(
+    backend: &Backend,
+    seg: &mut Segment,
+    trust: Option<Trust>,
+    interval: u32,
+) -> Result<LoadOutcome> {
+    let Some(file) = seg.file.clone() else {
+        unreachable!("segment opened above")
+    };
+    let file_len = file
+        .len()
+        .await
+        .map_err(|e| StorageError::io("stat segment", e))?;
     if let Some(trust) = trust {
-        if let Some(outcome) = try_trusted_load(backend, seg, &file, file_len, trust, interval).await? {
+        if let Some(outcome) =
+            try_trusted_load(backend, seg, &file, file_len, trust, interval).await?
+        {
             return Ok(outcome);
         }
         *seg = reset_segment(seg);
@@ -232,11 +288,20 @@ async fn load_segment(backend: &Backend, seg: &mut Segment, trust: Option<Trust>
     };
     let truncated = end < file_len;
     if truncated {
-        file.set_len(end).await.map_err(|e| StorageError::io("truncate segment tail", e))?;
-        file.sync_data().await.map_err(|e| StorageError::io("sync truncated segment", e))?;
+        file.set_len(end)
+            .await
+            .map_err(|e| StorageError::io("truncate segment tail", e))?;
+        file.sync_data()
+            .await
+            .map_err(|e| StorageError::io("sync truncated segment", e))?;
     }
     seg.allocated = end;
-    Ok(LoadOutcome { scanned: true, truncated, corrupt, epochs })
+    Ok(LoadOutcome {
+        scanned: true,
+        truncated,
+        corrupt,
+        epochs,
+    })
 }
 
 fn reset_segment(seg: &Segment) -> Segment {
@@ -256,10 +321,18 @@ async fn try_trusted_load(
     interval: u32,
 ) -> Result<Option<LoadOutcome>> {
     let span = crate::limits::SEGMENT_OFFSET_SPAN_MAX;
-    let Some(index_bytes) = read_small_file(backend, &seg.index_path()).await? else { return Ok(None) };
-    let Some(time_bytes) = read_small_file(backend, &seg.timeindex_path()).await? else { return Ok(None) };
-    let Some(offset_index) = OffsetIndex::decode(&index_bytes, file_len, span) else { return Ok(None) };
-    let Some(time_index) = TimeIndex::decode(&time_bytes, span) else { return Ok(None) };
+    let Some(index_bytes) = read_small_file(backend, &seg.index_path()).await? else {
+        return Ok(None);
+    };
+    let Some(time_bytes) = read_small_file(backend, &seg.timeindex_path()).await? else {
+        return Ok(None);
+    };
+    let Some(offset_index) = OffsetIndex::decode(&index_bytes, file_len, span) else {
+        return Ok(None);
+    };
+    let Some(time_index) = TimeIndex::decode(&time_bytes, span) else {
+        return Ok(None);
+    };
     let (relative, position) = offset_index.last().unwrap_or((0, 0));
     // Scan the tail after the last index entry: it must end exactly at the end of the file.
     let mut tail = Segment::new_active(Path::new(""), seg.base_offset);
@@ -293,7 +366,12 @@ async fn try_trusted_load(
         seg.offset_of_max_timestamp = seg.base_offset;
     }
     seg.first_batch_timestamp = first_ts;
-    Ok(Some(LoadOutcome { scanned: false, truncated: false, corrupt: false, epochs }))
+    Ok(Some(LoadOutcome {
+        scanned: false,
+        truncated: false,
+        corrupt: false,
+        epochs,
+    }))
 }
 
 async fn read_first_timestamp(file: &File) -> Option<i64> {
@@ -304,16 +382,30 @@ async fn read_first_timestamp(file: &File) -> Option<i64> {
 }
 
 async fn read_small_file(backend: &Backend, path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = match backend.open(path, OpenMode { create: false, direct: false }).await {
+    let file = match backend
+        .open(
+            path,
+            OpenMode {
+                create: false,
+                direct: false,
+            },
+        )
+        .await
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(format!("open {}", path.display()), e)),
     };
-    let len = file.len().await.map_err(|e| StorageError::io("stat index", e))?;
+    let len = file
+        .len()
+        .await
+        .map_err(|e| StorageError::io("stat index", e))?;
     if len > crate::limits::SEGMENT_BYTES_MAX / 4 {
         return Ok(None);
     }
-    let (res, buf) = file.read_at(AlignedBuf::with_capacity(len as usize), 0).await;
+    let (res, buf) = file
+        .read_at(AlignedBuf::with_capacity(len as usize), 0)
+        .await;
     let n = res.map_err(|e| StorageError::io(format!("read {}", path.display()), e))?;
     if n as u64 != len {
         return Ok(None);
@@ -341,7 +433,9 @@ async fn scan_from(
         let skew = (scanner.position - file_pos) as usize;
         if scanner.position >= file_len {
             seg.written = seg.size;
-            return Ok(ScanStop::End { position: scanner.position });
+            return Ok(ScanStop::End {
+                position: scanner.position,
+            });
         }
         let len = (want + skew).min(align_up(file_len - file_pos) as usize);
         let (res, buf) = file.read_at(AlignedBuf::with_capacity(len), file_pos).await;
@@ -354,15 +448,25 @@ async fn scan_from(
             let base = h.base_offset as u64;
             let next = base + h.offset_count();
             seg.note_batch(base, next, h.max_timestamp, h.total_len() as u64, interval);
-            if h.partition_leader_epoch >= 0 && epochs.last().is_none_or(|e| h.partition_leader_epoch > e.epoch) {
-                epochs.push(EpochEntry { epoch: h.partition_leader_epoch, start_offset: base });
+            if h.partition_leader_epoch >= 0
+                && epochs
+                    .last()
+                    .is_none_or(|e| h.partition_leader_epoch > e.epoch)
+            {
+                epochs.push(EpochEntry {
+                    epoch: h.partition_leader_epoch,
+                    start_offset: base,
+                });
             }
         });
         seg.written = seg.size;
         match stop {
             ScanStop::NeedMore { bytes_needed, .. } => {
                 if bytes_needed > BATCH_BYTES_MAX {
-                    return Ok(ScanStop::Invalid { position: scanner.position, reason: "batch too large".into() });
+                    return Ok(ScanStop::Invalid {
+                        position: scanner.position,
+                        reason: "batch too large".into(),
+                    });
                 }
                 want = RECOVERY_READ_BYTES.max(bytes_needed);
             }
@@ -377,8 +481,12 @@ async fn reopen_for_append(seg: &mut Segment, pool: &mut Vec<AlignedBuf>) -> Res
     let mut staging = Staging::new(tail_start);
     let tail_len = (seg.size - tail_start) as usize;
     if tail_len > 0 {
-        let Some(file) = seg.file.clone() else { unreachable!("recovered segments are open") };
-        let (res, buf) = file.read_at(AlignedBuf::with_capacity(4096), tail_start).await;
+        let Some(file) = seg.file.clone() else {
+            unreachable!("recovered segments are open")
+        };
+        let (res, buf) = file
+            .read_at(AlignedBuf::with_capacity(4096), tail_start)
+            .await;
         let n = res.map_err(|e| StorageError::io("read segment tail", e))?;
         if n < tail_len {
             return Err(StorageError::Corrupt {

@@ -16,6 +16,9 @@ use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::io::File;
 use crate::limits::{align_down, align_up, WRITE_CHUNK_BYTES};
 
+/// The smallest staging chunk; chunks double up to `WRITE_CHUNK_BYTES` as data accumulates.
+const STAGING_CHUNK_MIN_BYTES: usize = 64 * 1024;
+
 pub(crate) fn log_file_name(base_offset: u64) -> String {
     format!("{base_offset:020}.log")
 }
@@ -40,7 +43,10 @@ pub(crate) struct Staging {
 impl Staging {
     pub fn new(file_pos: u64) -> Self {
         debug_assert_eq!(file_pos, align_down(file_pos));
-        Staging { file_pos, chunks: Vec::new() }
+        Staging {
+            file_pos,
+            chunks: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -50,11 +56,22 @@ impl Staging {
     pub fn append(&mut self, mut data: &[u8], pool: &mut Vec<AlignedBuf>) {
         while !data.is_empty() {
             if self.chunks.last().is_none_or(|c| c.remaining() == 0) {
-                let mut chunk = pool.pop().unwrap_or_else(|| AlignedBuf::with_capacity(WRITE_CHUNK_BYTES));
+                // Chunks grow with the data (a quiet partition holds kilobytes, a busy one
+                // megabytes); every capacity is block-aligned, so chunk boundaries stay aligned.
+                let staged = self.len() as usize;
+                let wanted = (staged + data.len())
+                    .next_power_of_two()
+                    .clamp(STAGING_CHUNK_MIN_BYTES, WRITE_CHUNK_BYTES);
+                let mut chunk = match pool.pop() {
+                    Some(chunk) if chunk.capacity() >= wanted => chunk,
+                    _ => AlignedBuf::with_capacity(wanted),
+                };
                 chunk.clear();
                 self.chunks.push(chunk);
             }
-            let Some(chunk) = self.chunks.last_mut() else { unreachable!("a chunk was just pushed") };
+            let Some(chunk) = self.chunks.last_mut() else {
+                unreachable!("a chunk was just pushed")
+            };
             let taken = chunk.extend_from_slice(data);
             data = &data[taken..];
         }
@@ -158,10 +175,20 @@ impl Segment {
     /// Index bookkeeping for a batch about to be placed at `self.size`. Both indexes get an
     /// entry every `interval` bytes: the batch's position, and the largest timestamp of every
     /// batch before it.
-    pub fn note_batch(&mut self, base_offset: u64, next_offset: u64, max_timestamp: i64, len: u64, interval: u32) {
+    pub fn note_batch(
+        &mut self,
+        base_offset: u64,
+        next_offset: u64,
+        max_timestamp: i64,
+        len: u64,
+        interval: u32,
+    ) {
         if self.bytes_since_index_entry >= interval as u64 && self.size > 0 {
             let relative_offset = (base_offset - self.base_offset) as u32;
-            self.offset_index.push(OffsetEntry { relative_offset, position: self.size as u32 });
+            self.offset_index.push(OffsetEntry {
+                relative_offset,
+                position: self.size as u32,
+            });
             if self.max_timestamp != i64::MIN {
                 self.time_index.push(TimeEntry {
                     max_timestamp: self.max_timestamp,

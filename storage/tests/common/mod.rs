@@ -1,5 +1,5 @@
 //! Shared helpers for the storage integration tests: every test runs once per backend.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 use std::path::Path;
@@ -28,7 +28,8 @@ where
 {
     for backend in backends() {
         let name = backend.name();
-        storage::runtime::block_on(backend, &f).unwrap_or_else(|e| panic!("runtime for {name}: {e}"));
+        storage::runtime::block_on(backend, &f)
+            .unwrap_or_else(|e| panic!("runtime for {name}: {e}"));
     }
 }
 
@@ -48,7 +49,9 @@ pub fn small_segments() -> LogConfig {
 }
 
 pub async fn open(dir: &Path, config: LogConfig, backend: &Backend) -> PartitionLog {
-    PartitionLog::open(dir, config, backend.clone()).await.expect("open log")
+    PartitionLog::open(dir, config, backend.clone())
+        .await
+        .expect("open log")
 }
 
 /// Reads every batch from `from` to the log end.
