@@ -1,9 +1,16 @@
 //! The `sluice` command line.
 //!
-//! Today it carries the operator tools of the storage engine; `sluice serve` (the broker) is
-//! added by the Kafka front end on top of the same engine.
+//! `sluice serve` runs the broker; `sluice inspect-log` reads a partition directory.
 
+mod admin;
+mod broker;
+mod cluster;
+mod config;
 mod inspect;
+mod kafka;
+mod partition;
+mod shard;
+mod topics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +30,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the broker (single node). With no flags: data in ./sluice-data, Kafka on
+    /// 127.0.0.1:9092, admin HTTP on 127.0.0.1:9644.
+    Serve(config::ServeArgs),
     /// Validate and list the batches of a partition log directory, like kafka-dump-log.
     /// Reads only; never repairs (opening the log in the broker does that).
     InspectLog {
@@ -41,6 +51,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => return serve(&args),
         Command::InspectLog { dir, batches } => {
             inspect::run(&dir, batches, &mut std::io::stdout().lock())
         }
@@ -53,4 +64,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: &config::ServeArgs) -> ExitCode {
+    let config = match config::BrokerConfig::load(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = config.data_dir.clone();
+    let broker = match broker::Broker::start(config) {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One stable line that scripts and tests parse for the bound addresses.
+    println!(
+        "sluice ready kafka={} admin={} data={} backend={} shards={}",
+        broker.kafka_addr,
+        broker.admin_addr,
+        data_dir.display(),
+        broker.storage_backend,
+        broker.shards
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    wait_for_signal();
+    tracing::info!("shutting down");
+    broker.shutdown();
+    ExitCode::SUCCESS
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot wait for signals: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
 }

@@ -1,1 +1,12 @@
-//! Sluice wire protocols (Kafka codec glue, native protocol). Filled in by the broker issue.
+//! Sluice's wire protocols.
+//!
+//! - [`kafka`]: glue over the `kafka-protocol` crate (request/response structs and codecs),
+//!   which Sluice pins and patches (see `vendor/kafka-protocol/SLUICE-PATCH.md`).
+//! - [`records`]: building and reading Kafka record batches the broker writes itself.
+
+pub mod records;
+
+/// The Kafka protocol message types and codecs.
+pub mod kafka {
+    pub use kafka_protocol::*;
+}

@@ -42,18 +42,6 @@ impl OffsetIndex {
         self.entries.push(entry);
     }
 
-    /// The position to start scanning from to find `relative_offset`.
-    pub fn lookup(&self, relative_offset: u32) -> u32 {
-        let at = self
-            .entries
-            .partition_point(|e| e.relative_offset <= relative_offset);
-        if at == 0 {
-            0
-        } else {
-            self.entries[at - 1].position
-        }
-    }
-
     /// The last entry at or below `relative_offset` as (relative offset, position), or the
     /// segment start.
     pub fn floor(&self, relative_offset: u32) -> (u32, u64) {
@@ -209,18 +197,18 @@ mod tests {
             relative_offset: 20,
             position: 8300,
         });
-        assert_eq!(idx.lookup(0), 0);
-        assert_eq!(idx.lookup(10), 4100);
-        assert_eq!(idx.lookup(19), 4100);
-        assert_eq!(idx.lookup(25), 8300);
+        assert_eq!(idx.floor(0), (0, 0));
+        assert_eq!(idx.floor(10), (10, 4100));
+        assert_eq!(idx.floor(19), (10, 4100));
+        assert_eq!(idx.floor(25), (20, 8300));
         let round = OffsetIndex::decode(&idx.encode(), 10_000, 100).unwrap();
-        assert_eq!(round.lookup(25), 8300);
+        assert_eq!(round.floor(25), (20, 8300));
         assert!(
             OffsetIndex::decode(&idx.encode(), 8000, 100).is_none(),
             "position past end"
         );
         idx.truncate_from_offset(20);
-        assert_eq!(idx.lookup(25), 4100);
+        assert_eq!(idx.floor(25), (10, 4100));
     }
 
     #[test]

@@ -156,3 +156,25 @@ fn interval_flush_policy_flushes_by_count_and_by_age() {
         assert_eq!(log.flush_if_due().await.unwrap(), 4);
     });
 }
+
+#[test]
+fn segment_ms_rolls_by_age() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        // segment.ms = 0: every append finds the active segment old enough to roll.
+        let config = LogConfig {
+            segment_ms: Some(0),
+            ..small_segments()
+        };
+        let log = open(dir.path(), config.clone(), &backend).await;
+        for i in 0..4 {
+            log.append(batch(i, 1, 100), 0).unwrap();
+            log.flush().await.unwrap();
+        }
+        assert_eq!(log.stats().segments, 4);
+        drop(log);
+        let log = open(dir.path(), config, &backend).await;
+        assert_eq!(log.stats().segments, 4);
+        assert_eq!(read_all(&log, 0).await.len(), 4);
+    });
+}

@@ -45,6 +45,8 @@ struct ColdTarget {
     file: Rc<File>,
     /// Position to start parsing from (at or before the wanted batch).
     position: u64,
+    /// The base offset of the batch at `position` (from the index).
+    position_offset: u64,
     /// Bytes of the segment that are in the file.
     readable_len: u64,
     segment_next_offset: u64,
@@ -148,11 +150,12 @@ impl PartitionLog {
         let Some(file) = seg.file.clone() else {
             return Ok(None);
         };
-        let relative = (offset - seg.base_offset) as u32;
+        let (relative, position) = seg.offset_index.floor((offset - seg.base_offset) as u32);
         Ok(Some(ColdTarget {
             segment_base: seg.base_offset,
             file,
-            position: seg.offset_index.lookup(relative) as u64,
+            position,
+            position_offset: seg.base_offset + relative as u64,
             readable_len: seg.written.min(seg.size),
             segment_next_offset: seg.next_offset,
         }))
@@ -170,6 +173,9 @@ impl PartitionLog {
     ) -> Result<u64> {
         let mut position = target.position;
         let mut next_offset = want;
+        // Base offsets sit outside the CRC: check that every batch continues the one before, so
+        // a damaged offset is reported, never served or looped on.
+        let mut expected_base = target.position_offset;
         let mut window = self.window_at(target.segment_base, position);
         loop {
             if position >= target.readable_len {
@@ -191,7 +197,18 @@ impl PartitionLog {
                 let batch = &bytes[at..at + total_len];
                 let header = BatchHeader::parse(batch)
                     .map_err(|e| self.corrupt(target, position, e.to_string()))?;
-                let batch_next = header.base_offset as u64 + header.offset_count();
+                if header.base_offset != expected_base as i64 {
+                    return Err(self.corrupt(
+                        target,
+                        position,
+                        format!(
+                            "batch base offset {} where {expected_base} was expected",
+                            header.base_offset
+                        ),
+                    ));
+                }
+                let batch_next = expected_base + header.offset_count();
+                expected_base = batch_next;
                 if batch_next > want {
                     if batch_next > bound {
                         return Ok(next_offset);

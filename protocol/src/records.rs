@@ -1,0 +1,333 @@
+//! Kafka records (message format v2): a batch builder and a reader for uncompressed batches.
+//!
+//! The broker stores client batches as they arrive and never re-encodes them; this module is
+//! for batches the broker writes itself (internal topics, control records) and for the few
+//! places that must look inside a batch (the exact offset for a timestamp). Every length and
+//! count read from a batch is bounds-checked before use.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Size of the RecordBatch v2 header.
+pub const BATCH_HEADER_BYTES: usize = 61;
+const CRC_START: usize = 21;
+
+/// One record to put in a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp: i64,
+}
+
+/// A record read back from a batch, with its absolute offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Producer identity written into a batch header (idempotent and transactional producers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl Default for ProducerFields {
+    fn default() -> Self {
+        ProducerFields {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
+}
+
+/// Builds an uncompressed RecordBatch v2 with base offset 0 (the log assigns offsets).
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    records: Vec<Record>,
+    attributes: i16,
+    producer: ProducerFields,
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets attribute bits (control, transactional, timestamp type); compression stays none.
+    pub fn attributes(mut self, attributes: i16) -> Self {
+        self.attributes = attributes & !0x07;
+        self
+    }
+
+    pub fn producer(mut self, producer: ProducerFields) -> Self {
+        self.producer = producer;
+        self
+    }
+
+    pub fn push(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Encodes the batch. Panics only on an empty builder (a batch holds at least one record).
+    pub fn build(&self) -> BytesMut {
+        assert!(
+            !self.records.is_empty(),
+            "a record batch holds at least one record"
+        );
+        let base_timestamp = self.records.iter().map(|r| r.timestamp).min().unwrap_or(0);
+        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + self.records.len() * 32);
+        out.put_i64(0); // base offset: assigned by the log
+        out.put_i32(0); // batch length: patched below
+        out.put_i32(-1); // partition leader epoch: assigned by the log
+        out.put_i8(2);
+        out.put_u32(0); // CRC: patched below
+        out.put_i16(self.attributes);
+        out.put_i32(self.records.len() as i32 - 1);
+        out.put_i64(base_timestamp);
+        out.put_i64(max_timestamp);
+        out.put_i64(self.producer.producer_id);
+        out.put_i16(self.producer.producer_epoch);
+        out.put_i32(self.producer.base_sequence);
+        out.put_i32(self.records.len() as i32);
+        let mut body = BytesMut::new();
+        for (delta, record) in self.records.iter().enumerate() {
+            body.clear();
+            body.put_i8(0); // record attributes
+            put_varlong(&mut body, record.timestamp - base_timestamp);
+            put_varint(&mut body, delta as i32);
+            put_bytes(&mut body, record.key.as_deref());
+            put_bytes(&mut body, record.value.as_deref());
+            put_varint(&mut body, record.headers.len() as i32);
+            for (name, value) in &record.headers {
+                put_bytes(&mut body, Some(name.as_bytes()));
+                put_bytes(&mut body, value.as_deref());
+            }
+            put_varint(&mut out, body.len() as i32);
+            out.extend_from_slice(&body);
+        }
+        let batch_length = (out.len() - 12) as i32;
+        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
+fn put_varint(out: &mut BytesMut, value: i32) {
+    put_unsigned_varint(out, ((value << 1) ^ (value >> 31)) as u32 as u64);
+}
+
+fn put_varlong(out: &mut BytesMut, value: i64) {
+    put_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+fn put_unsigned_varint(out: &mut BytesMut, mut value: u64) {
+    while value >= 0x80 {
+        out.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.put_u8(value as u8);
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i32);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Why a batch could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsError(pub String);
+
+impl std::fmt::Display for RecordsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed records: {}", self.0)
+    }
+}
+
+impl std::error::Error for RecordsError {}
+
+fn err<T>(what: &str) -> Result<T, RecordsError> {
+    Err(RecordsError(what.to_owned()))
+}
+
+/// Reads the records of an uncompressed batch (`batch` is the whole batch with its header).
+pub fn decode_records(batch: &Bytes) -> Result<Vec<DecodedRecord>, RecordsError> {
+    if batch.len() < BATCH_HEADER_BYTES {
+        return err("batch shorter than its header");
+    }
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+    if attributes & 0x07 != 0 {
+        return err("compressed batch");
+    }
+    let base_offset = i64::from_be_bytes(array8(&batch[0..8]));
+    let base_timestamp = i64::from_be_bytes(array8(&batch[27..35]));
+    let count = i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]);
+    if count < 0 {
+        return err("negative record count");
+    }
+    let mut reader = Reader {
+        data: batch.slice(BATCH_HEADER_BYTES..),
+    };
+    // Every record takes at least 7 bytes; never reserve more than the bytes can hold.
+    let mut records = Vec::with_capacity((count as usize).min(reader.data.len() / 7));
+    for _ in 0..count {
+        let length = reader.varint()?;
+        if length < 0 || length as usize > reader.data.len() {
+            return err("record length out of bounds");
+        }
+        let mut r = Reader {
+            data: reader.take(length as usize)?,
+        };
+        r.take(1)?; // record attributes
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        let key = r.nullable_bytes()?;
+        let value = r.nullable_bytes()?;
+        let header_count = r.varint()?;
+        if header_count < 0 || header_count as usize > r.data.len() {
+            return err("header count out of bounds");
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let Some(name) = r.nullable_bytes()? else {
+                return err("null header name");
+            };
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| RecordsError("header name not UTF-8".into()))?;
+            headers.push((name, r.nullable_bytes()?));
+        }
+        records.push(DecodedRecord {
+            offset: base_offset + offset_delta as i64,
+            timestamp: base_timestamp.wrapping_add(timestamp_delta),
+            key,
+            value,
+            headers,
+        });
+    }
+    Ok(records)
+}
+
+fn array8(b: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&b[..8]);
+    out
+}
+
+struct Reader {
+    data: Bytes,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<Bytes, RecordsError> {
+        if n > self.data.len() {
+            return err("record truncated");
+        }
+        Ok(self.data.split_to(n))
+    }
+
+    fn unsigned_varint(&mut self) -> Result<u64, RecordsError> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let Some(&byte) = self.data.first() else {
+                return err("varint truncated");
+            };
+            self.data = self.data.slice(1..);
+            value |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        err("varint too long")
+    }
+
+    fn varlong(&mut self) -> Result<i64, RecordsError> {
+        let raw = self.unsigned_varint()?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    fn varint(&mut self) -> Result<i32, RecordsError> {
+        let value = self.varlong()?;
+        i32::try_from(value).map_err(|_| RecordsError("varint out of range".into()))
+    }
+
+    fn nullable_bytes(&mut self) -> Result<Option<Bytes>, RecordsError> {
+        let len = self.varint()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.take(len as usize)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut b = BatchBuilder::new();
+        b.push(Record {
+            key: Some(Bytes::from_static(b"k")),
+            value: None,
+            headers: vec![],
+            timestamp: 10,
+        });
+        b.push(Record {
+            key: None,
+            value: Some(Bytes::from_static(b"value")),
+            headers: vec![
+                ("h".into(), Some(Bytes::from_static(b"v"))),
+                ("n".into(), None),
+            ],
+            timestamp: 5,
+        });
+        let batch = b.build().freeze();
+        assert_eq!(
+            crc32c::crc32c(&batch[CRC_START..]),
+            u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]])
+        );
+        let records = decode_records(&batch).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(
+            (
+                records[0].timestamp,
+                records[1].timestamp,
+                records[1].offset
+            ),
+            (10, 5, 1)
+        );
+        assert_eq!(records[1].headers[1], ("n".to_string(), None));
+    }
+
+    #[test]
+    fn truncated_batches_are_errors_not_panics() {
+        let mut b = BatchBuilder::new();
+        b.push(Record {
+            value: Some(Bytes::from(vec![7u8; 300])),
+            ..Record::default()
+        });
+        let batch = b.build().freeze();
+        for cut in 0..batch.len() {
+            let _ = decode_records(&batch.slice(..cut));
+        }
+    }
+}

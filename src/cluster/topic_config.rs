@@ -1,0 +1,296 @@
+//! Topic configuration: Kafka's topic config names, their broker-level synonyms, validation,
+//! and the effective value of each for a topic (override, else broker default).
+
+use std::collections::BTreeMap;
+
+use storage::{FlushPolicy, LogConfig};
+
+use crate::config::TopicDefaults;
+
+/// The shape of a config value.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A long at or above `min`.
+    Long {
+        min: i64,
+    },
+    /// An int at or above `min`.
+    Int {
+        min: i64,
+    },
+    Enum(&'static [&'static str]),
+    Bool,
+    Ratio,
+}
+
+/// One topic-level configuration key.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    /// The broker-level key whose value is the default.
+    pub broker_synonym: &'static str,
+    pub kind: Kind,
+    pub doc: &'static str,
+}
+
+/// Every topic config the broker accepts.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        broker_synonym: "log.cleanup.policy",
+        kind: Kind::Enum(&["delete", "compact", "compact,delete", "delete,compact"]),
+        doc: "delete old segments, or keep the latest value per key (compaction is not yet implemented: compacted topics are retained like delete topics)",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        broker_synonym: "log.retention.ms",
+        kind: Kind::Long { min: -1 },
+        doc: "delete closed segments older than this; -1 keeps them forever",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        broker_synonym: "log.retention.bytes",
+        kind: Kind::Long { min: -1 },
+        doc: "delete the oldest closed segments while a partition is larger; -1 for no limit",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        broker_synonym: "log.segment.bytes",
+        kind: Kind::Int { min: storage::limits::SEGMENT_BYTES_MIN as i64 },
+        doc: "size at which a new segment is started",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        broker_synonym: "log.roll.ms",
+        kind: Kind::Long { min: 1 },
+        doc: "age at which a new segment is started",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        broker_synonym: "message.max.bytes",
+        kind: Kind::Int { min: 0 },
+        doc: "largest record batch accepted",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        broker_synonym: "log.message.timestamp.type",
+        kind: Kind::Enum(&["CreateTime", "LogAppendTime"]),
+        doc: "whether batches keep the producer's timestamps or get the broker's",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        broker_synonym: "log.flush.interval.messages",
+        kind: Kind::Long { min: 1 },
+        doc: "messages between forced flushes; 1 makes every acknowledged write durable",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        broker_synonym: "log.flush.interval.ms",
+        kind: Kind::Long { min: 0 },
+        doc: "longest time data stays unflushed",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        broker_synonym: "log.index.interval.bytes",
+        kind: Kind::Int { min: 1 },
+        doc: "bytes between offset index entries",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        broker_synonym: "min.insync.replicas",
+        kind: Kind::Int { min: 1 },
+        doc: "replicas that must have a write for acks=all to succeed",
+    },
+    ConfigDef {
+        name: "compression.type",
+        broker_synonym: "compression.type",
+        kind: Kind::Enum(&["producer"]),
+        doc: "batches are stored as the producer compressed them",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        broker_synonym: "log.cleaner.delete.retention.ms",
+        kind: Kind::Long { min: 0 },
+        doc: "how long tombstones are kept in compacted topics",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
+        kind: Kind::Ratio,
+        doc: "share of a compacted log that must be dirty before it is cleaned",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_synonym: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        doc: "whether an out-of-sync replica may become leader",
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|c| c.name == name)
+}
+
+/// Checks a value for a topic config key; the message says what is wrong.
+pub fn check_value(name: &str, value: &str) -> Result<(), String> {
+    let Some(def) = find(name) else {
+        return Err(format!("unknown topic config '{name}'"));
+    };
+    match def.kind {
+        Kind::Long { min } | Kind::Int { min } => {
+            let parsed: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a number, got '{value}'"))?;
+            let max = if matches!(def.kind, Kind::Int { .. }) {
+                i32::MAX as i64
+            } else {
+                i64::MAX
+            };
+            if parsed < min || parsed > max {
+                return Err(format!(
+                    "{name} must be between {min} and {max}, got {parsed}"
+                ));
+            }
+        }
+        Kind::Enum(allowed) => {
+            if !allowed.contains(&value) {
+                return Err(format!(
+                    "{name} must be one of {}, got '{value}'",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Kind::Bool => {
+            if value != "true" && value != "false" {
+                return Err(format!("{name} must be true or false, got '{value}'"));
+            }
+        }
+        Kind::Ratio => {
+            let parsed: f64 = value
+                .parse()
+                .map_err(|_| format!("{name} must be a number, got '{value}'"))?;
+            if !(0.0..=1.0).contains(&parsed) {
+                return Err(format!("{name} must be between 0 and 1, got {value}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The broker default of a topic config, as a string.
+pub fn default_value(name: &str, d: &TopicDefaults) -> String {
+    match name {
+        "cleanup.policy" => "delete".into(),
+        "retention.ms" => d.log_retention_ms.to_string(),
+        "retention.bytes" => d.log_retention_bytes.to_string(),
+        "segment.bytes" => d.log_segment_bytes.to_string(),
+        "segment.ms" => d.log_roll_ms.to_string(),
+        "max.message.bytes" => d.message_max_bytes.to_string(),
+        "message.timestamp.type" => d.log_message_timestamp_type.clone(),
+        "flush.messages" => d.log_flush_interval_messages.to_string(),
+        "flush.ms" => d.log_flush_interval_ms.to_string(),
+        "index.interval.bytes" => "4096".into(),
+        "min.insync.replicas" => "1".into(),
+        "compression.type" => "producer".into(),
+        "delete.retention.ms" => "86400000".into(),
+        "min.cleanable.dirty.ratio" => "0.5".into(),
+        "unclean.leader.election.enable" => "false".into(),
+        _ => String::new(),
+    }
+}
+
+/// A topic's settings: its overrides over the broker defaults.
+#[derive(Debug, Clone)]
+pub struct EffectiveConfig<'a> {
+    pub overrides: &'a BTreeMap<String, String>,
+    pub defaults: &'a TopicDefaults,
+}
+
+impl EffectiveConfig<'_> {
+    pub fn get(&self, name: &str) -> String {
+        self.overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default_value(name, self.defaults))
+    }
+
+    fn long(&self, name: &str) -> i64 {
+        self.get(name)
+            .parse()
+            .unwrap_or_else(|_| default_value(name, self.defaults).parse().unwrap_or(0))
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.long("max.message.bytes").max(0) as usize
+    }
+
+    pub fn log_append_time(&self) -> bool {
+        self.get("message.timestamp.type") == "LogAppendTime"
+    }
+
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.long("min.insync.replicas")
+    }
+
+    /// The storage engine's view of these settings.
+    pub fn log_config(&self) -> LogConfig {
+        let positive = |v: i64| (v >= 0).then_some(v as u64);
+        let flush_messages = self.long("flush.messages").max(1) as u64;
+        let flush_ms = self.long("flush.ms").max(0) as u64;
+        let flush = if flush_messages <= 1 || flush_ms == 0 {
+            FlushPolicy::Always
+        } else {
+            FlushPolicy::Interval {
+                messages: flush_messages,
+                interval_ms: flush_ms,
+            }
+        };
+        LogConfig {
+            segment_bytes: (self.long("segment.bytes").max(0) as u64).clamp(
+                storage::limits::SEGMENT_BYTES_MIN,
+                storage::limits::SEGMENT_BYTES_MAX,
+            ),
+            segment_ms: positive(self.long("segment.ms")),
+            retention_ms: positive(self.long("retention.ms")),
+            retention_bytes: positive(self.long("retention.bytes")),
+            index_interval_bytes: self.long("index.interval.bytes").clamp(1, i32::MAX as i64)
+                as u32,
+            flush,
+            cache_bytes: self.defaults.log_cache_bytes.max(0) as usize,
+            ..LogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_like_kafka() {
+        assert!(check_value("retention.ms", "-1").is_ok());
+        assert!(check_value("retention.ms", "-2").is_err());
+        assert!(check_value("segment.bytes", "1").is_err());
+        assert!(check_value("segment.bytes", "99999999999").is_err());
+        assert!(check_value("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(check_value("message.timestamp.type", "Now").is_err());
+        assert!(check_value("no.such.key", "1").is_err());
+    }
+
+    #[test]
+    fn overrides_win_and_map_to_the_log() {
+        let defaults = TopicDefaults::default();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("retention.ms".to_string(), "-1".to_string());
+        overrides.insert("segment.bytes".to_string(), "1048576".to_string());
+        let eff = EffectiveConfig {
+            overrides: &overrides,
+            defaults: &defaults,
+        };
+        let log = eff.log_config();
+        assert_eq!(log.retention_ms, None);
+        assert_eq!(log.segment_bytes, 1048576);
+        assert_eq!(log.flush, FlushPolicy::Always);
+    }
+}

@@ -1,0 +1,435 @@
+//! Broker configuration: every setting is a CLI flag, an environment variable (`SLUICE_...`)
+//! and a key of the TOML file given with `--config`; precedence flag > env > file > default.
+//!
+//! Kafka's names are used wherever Kafka has the setting (`log.retention.ms`,
+//! `auto.create.topics.enable`, ...). In TOML they may be written quoted
+//! (`"log.retention.ms" = 1000`) or as dotted keys (`log.retention.ms = 1000`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+use storage::BackendChoice;
+
+/// `sluice serve` flags. Every field is optional here so that a flag given on the command line
+/// (or through its environment variable) can be told apart from one left to the file/default.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file (see config/sluice.toml).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener, HOST:PORT (port 0 picks a free port).
+    #[arg(long, env = "SLUICE_KAFKA_LISTEN")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// Address clients are told to connect to (Kafka's advertised.listeners), HOST:PORT.
+    #[arg(long, env = "SLUICE_ADVERTISED_KAFKA")]
+    pub advertised_kafka: Option<String>,
+    /// Admin HTTP listener (/health, /ready), HOST:PORT.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads, each owning a share of the partitions (default: one per core).
+    #[arg(long, env = "SLUICE_SHARDS")]
+    pub shards: Option<usize>,
+    /// This broker's id (Kafka's node.id).
+    #[arg(long = "node-id", env = "SLUICE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Storage I/O backend: auto, io_uring or posix.
+    #[arg(long, env = "SLUICE_STORAGE_BACKEND")]
+    pub storage_backend: Option<BackendChoice>,
+    #[arg(
+        long = "auto.create.topics.enable",
+        env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE"
+    )]
+    pub auto_create_topics_enable: Option<bool>,
+    #[arg(long = "num.partitions", env = "SLUICE_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    #[arg(
+        long = "default.replication.factor",
+        env = "SLUICE_DEFAULT_REPLICATION_FACTOR"
+    )]
+    pub default_replication_factor: Option<i16>,
+    #[arg(long = "log.retention.ms", env = "SLUICE_LOG_RETENTION_MS")]
+    pub log_retention_ms: Option<i64>,
+    #[arg(long = "log.retention.bytes", env = "SLUICE_LOG_RETENTION_BYTES")]
+    pub log_retention_bytes: Option<i64>,
+    #[arg(long = "log.segment.bytes", env = "SLUICE_LOG_SEGMENT_BYTES")]
+    pub log_segment_bytes: Option<i64>,
+    #[arg(long = "log.roll.ms", env = "SLUICE_LOG_ROLL_MS")]
+    pub log_roll_ms: Option<i64>,
+    #[arg(
+        long = "log.flush.interval.messages",
+        env = "SLUICE_LOG_FLUSH_INTERVAL_MESSAGES"
+    )]
+    pub log_flush_interval_messages: Option<i64>,
+    #[arg(long = "log.flush.interval.ms", env = "SLUICE_LOG_FLUSH_INTERVAL_MS")]
+    pub log_flush_interval_ms: Option<i64>,
+    #[arg(
+        long = "log.message.timestamp.type",
+        env = "SLUICE_LOG_MESSAGE_TIMESTAMP_TYPE"
+    )]
+    pub log_message_timestamp_type: Option<String>,
+    #[arg(long = "message.max.bytes", env = "SLUICE_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<i32>,
+    #[arg(
+        long = "socket.request.max.bytes",
+        env = "SLUICE_SOCKET_REQUEST_MAX_BYTES"
+    )]
+    pub socket_request_max_bytes: Option<i32>,
+    #[arg(
+        long = "connections.max.idle.ms",
+        env = "SLUICE_CONNECTIONS_MAX_IDLE_MS"
+    )]
+    pub connections_max_idle_ms: Option<i64>,
+    /// Bytes of recent batches each partition keeps in memory for consumers.
+    #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
+    pub log_cache_bytes: Option<i64>,
+}
+
+/// The TOML file: the same settings, keyed by the flag names.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(rename = "data-dir")]
+    data_dir: Option<PathBuf>,
+    #[serde(rename = "kafka-listen")]
+    kafka_listen: Option<SocketAddr>,
+    #[serde(rename = "advertised-kafka")]
+    advertised_kafka: Option<String>,
+    #[serde(rename = "admin-listen")]
+    admin_listen: Option<SocketAddr>,
+    shards: Option<usize>,
+    #[serde(rename = "node-id")]
+    node_id: Option<i32>,
+    #[serde(rename = "storage-backend")]
+    storage_backend: Option<String>,
+    #[serde(rename = "auto.create.topics.enable")]
+    auto_create_topics_enable: Option<bool>,
+    #[serde(rename = "num.partitions")]
+    num_partitions: Option<i32>,
+    #[serde(rename = "default.replication.factor")]
+    default_replication_factor: Option<i16>,
+    #[serde(rename = "log.retention.ms")]
+    log_retention_ms: Option<i64>,
+    #[serde(rename = "log.retention.bytes")]
+    log_retention_bytes: Option<i64>,
+    #[serde(rename = "log.segment.bytes")]
+    log_segment_bytes: Option<i64>,
+    #[serde(rename = "log.roll.ms")]
+    log_roll_ms: Option<i64>,
+    #[serde(rename = "log.flush.interval.messages")]
+    log_flush_interval_messages: Option<i64>,
+    #[serde(rename = "log.flush.interval.ms")]
+    log_flush_interval_ms: Option<i64>,
+    #[serde(rename = "log.message.timestamp.type")]
+    log_message_timestamp_type: Option<String>,
+    #[serde(rename = "message.max.bytes")]
+    message_max_bytes: Option<i32>,
+    #[serde(rename = "socket.request.max.bytes")]
+    socket_request_max_bytes: Option<i32>,
+    #[serde(rename = "connections.max.idle.ms")]
+    connections_max_idle_ms: Option<i64>,
+    #[serde(rename = "log.cache.bytes")]
+    log_cache_bytes: Option<i64>,
+}
+
+/// The broker's effective configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub kafka_listen: SocketAddr,
+    pub advertised_kafka: Option<String>,
+    pub admin_listen: SocketAddr,
+    pub shards: usize,
+    pub node_id: i32,
+    pub storage_backend: BackendChoice,
+    pub defaults: TopicDefaults,
+    pub socket_request_max_bytes: usize,
+    pub connections_max_idle_ms: u64,
+}
+
+/// Broker-wide defaults for topic settings (Kafka's `log.*` and friends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_segment_bytes: i64,
+    pub log_roll_ms: i64,
+    pub log_flush_interval_messages: i64,
+    pub log_flush_interval_ms: i64,
+    pub log_message_timestamp_type: String,
+    pub message_max_bytes: i32,
+    pub log_cache_bytes: i64,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            log_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            log_retention_bytes: -1,
+            log_segment_bytes: 1024 * 1024 * 1024,
+            log_roll_ms: 7 * 24 * 60 * 60 * 1000,
+            // Unlike Kafka (which leaves durability to replication), an acknowledged write is on
+            // disk by default: flush after every message, with group commit.
+            log_flush_interval_messages: 1,
+            log_flush_interval_ms: i64::MAX,
+            log_message_timestamp_type: "CreateTime".into(),
+            message_max_bytes: 1_048_588,
+            log_cache_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+macro_rules! pick {
+    ($cli:expr, $file:expr, $default:expr) => {
+        $cli.clone().or($file).unwrap_or($default)
+    };
+}
+
+impl BrokerConfig {
+    /// Builds the effective configuration from flags/env and the optional file.
+    pub fn load(args: &ServeArgs) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = TopicDefaults::default();
+        let backend = match (&args.storage_backend, &file.storage_backend) {
+            (Some(b), _) => *b,
+            (None, Some(s)) => s.parse().map_err(|e| format!("storage-backend: {e}"))?,
+            (None, None) => BackendChoice::Auto,
+        };
+        let shards_default = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let config = BrokerConfig {
+            data_dir: pick!(args.data_dir, file.data_dir, PathBuf::from("./sluice-data")),
+            kafka_listen: pick!(
+                args.kafka_listen,
+                file.kafka_listen,
+                socket("127.0.0.1:9092")
+            ),
+            advertised_kafka: args.advertised_kafka.clone().or(file.advertised_kafka),
+            admin_listen: pick!(
+                args.admin_listen,
+                file.admin_listen,
+                socket("127.0.0.1:9644")
+            ),
+            shards: pick!(args.shards, file.shards, shards_default),
+            node_id: pick!(args.node_id, file.node_id, 1),
+            storage_backend: backend,
+            defaults: TopicDefaults {
+                auto_create_topics_enable: pick!(
+                    args.auto_create_topics_enable,
+                    file.auto_create_topics_enable,
+                    d.auto_create_topics_enable
+                ),
+                num_partitions: pick!(args.num_partitions, file.num_partitions, d.num_partitions),
+                default_replication_factor: pick!(
+                    args.default_replication_factor,
+                    file.default_replication_factor,
+                    d.default_replication_factor
+                ),
+                log_retention_ms: pick!(
+                    args.log_retention_ms,
+                    file.log_retention_ms,
+                    d.log_retention_ms
+                ),
+                log_retention_bytes: pick!(
+                    args.log_retention_bytes,
+                    file.log_retention_bytes,
+                    d.log_retention_bytes
+                ),
+                log_segment_bytes: pick!(
+                    args.log_segment_bytes,
+                    file.log_segment_bytes,
+                    d.log_segment_bytes
+                ),
+                log_roll_ms: pick!(args.log_roll_ms, file.log_roll_ms, d.log_roll_ms),
+                log_flush_interval_messages: pick!(
+                    args.log_flush_interval_messages,
+                    file.log_flush_interval_messages,
+                    d.log_flush_interval_messages
+                ),
+                log_flush_interval_ms: pick!(
+                    args.log_flush_interval_ms,
+                    file.log_flush_interval_ms,
+                    d.log_flush_interval_ms
+                ),
+                log_message_timestamp_type: pick!(
+                    args.log_message_timestamp_type,
+                    file.log_message_timestamp_type,
+                    d.log_message_timestamp_type
+                ),
+                message_max_bytes: pick!(
+                    args.message_max_bytes,
+                    file.message_max_bytes,
+                    d.message_max_bytes
+                ),
+                log_cache_bytes: pick!(
+                    args.log_cache_bytes,
+                    file.log_cache_bytes,
+                    d.log_cache_bytes
+                ),
+            },
+            socket_request_max_bytes: pick!(
+                args.socket_request_max_bytes,
+                file.socket_request_max_bytes,
+                104_857_600
+            )
+            .max(0) as usize,
+            connections_max_idle_ms: pick!(
+                args.connections_max_idle_ms,
+                file.connections_max_idle_ms,
+                600_000
+            )
+            .max(0) as u64,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let d = &self.defaults;
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(format!(
+                "shards must be between 1 and 1024, got {}",
+                self.shards
+            ));
+        }
+        if d.num_partitions < 1 {
+            return Err(format!(
+                "num.partitions must be at least 1, got {}",
+                d.num_partitions
+            ));
+        }
+        if d.default_replication_factor != 1 {
+            return Err("default.replication.factor must be 1 on a single-node broker".into());
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err("socket.request.max.bytes must be at least 1024".into());
+        }
+        if d.message_max_bytes < 0 {
+            return Err("message.max.bytes must not be negative".into());
+        }
+        crate::cluster::topic_config::check_value(
+            "segment.bytes",
+            &d.log_segment_bytes.to_string(),
+        )
+        .map_err(|e| format!("log.segment.bytes: {e}"))?;
+        crate::cluster::topic_config::check_value(
+            "message.timestamp.type",
+            &d.log_message_timestamp_type,
+        )
+        .map_err(|e| format!("log.message.timestamp.type: {e}"))?;
+        Ok(())
+    }
+
+    /// The host:port clients are told to use.
+    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
+        if let Some(adv) = &self.advertised_kafka {
+            if let Some((host, port)) = adv.rsplit_once(':') {
+                if let Ok(port) = port.parse() {
+                    return (host.to_owned(), port);
+                }
+            }
+        }
+        (bound.ip().to_string(), bound.port() as i32)
+    }
+}
+
+fn socket(s: &str) -> SocketAddr {
+    match s.parse() {
+        Ok(addr) => addr,
+        Err(_) => unreachable!("built-in default address {s} parses"),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Dotted bare keys (`log.retention.ms = 1`) arrive as nested tables: flatten them back to
+    // Kafka's names.
+    let mut flat = BTreeMap::new();
+    flatten("", toml::Value::Table(table), &mut flat);
+    let flat_table: toml::Table = flat.into_iter().collect();
+    FileConfig::deserialize(toml::Value::Table(flat_table)).map_err(|e| {
+        format!(
+            "{}: {e} (see config/sluice.toml for every key)",
+            path.display()
+        )
+    })
+}
+
+fn flatten(prefix: &str, value: toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&name, inner, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "num.partitions = 3\n\"log.retention.ms\" = 5000\ndata-dir = \"/x\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            num_partitions: Some(7),
+            ..ServeArgs::default()
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        assert_eq!(config.defaults.num_partitions, 7, "flag wins");
+        assert_eq!(config.defaults.log_retention_ms, 5000, "file beats default");
+        assert_eq!(config.data_dir, PathBuf::from("/x"));
+        assert!(config.defaults.auto_create_topics_enable, "Kafka's default");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "log.retention.mss = 1\n").unwrap();
+        let err = BrokerConfig::load(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("log.retention.mss") && err.contains("bad.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! One Kafka client connection: framing, limits, dispatch, responses in order.
+//!
+//! ```text
+//! read 4-byte length -> check against socket.request.max.bytes (before allocating)
+//!   -> read the frame -> decode the request header -> handlers::dispatch
+//!   -> write [length | response header | body] (nothing for produce with acks=0)
+//! ```
+//! Requests of one connection are processed one after another, as Kafka's broker does, so
+//! responses leave in request order and a producer's pipelined batches are appended in the
+//! order sent; clients pipeline by keeping several requests in flight, which TCP buffers.
+//! A frame that cannot be parsed closes the connection with a log line.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::Decodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::handlers;
+use crate::shard::Shard;
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Close {
+    /// The client closed it, or the broker is shutting down.
+    Normal,
+    Idle,
+    Protocol(String),
+    Io(std::io::Error),
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let result = run(&shard, stream, peer).await;
+    match result {
+        Close::Normal => tracing::debug!(%peer, "connection closed"),
+        Close::Idle => tracing::debug!(%peer, "idle connection closed"),
+        Close::Protocol(reason) => {
+            tracing::warn!(%peer, %reason, "closing connection: bad request")
+        }
+        Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+    }
+}
+
+async fn run(shard: &Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> Close {
+    let max_frame = shard.ctx.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(shard.ctx.config.connections_max_idle_ms.max(1));
+    let mut shutdown = shard.ctx.shutdown.clone();
+    loop {
+        let mut length = [0u8; 4];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read_exact(&mut length)) => r,
+            _ = shutdown.changed() => return Close::Normal,
+        };
+        match read {
+            Err(_) => return Close::Idle,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Close::Normal,
+            Ok(Err(e)) => return Close::Io(e),
+            Ok(Ok(_)) => {}
+        }
+        let length = i32::from_be_bytes(length);
+        if length < 8 || length as usize > max_frame {
+            return Close::Protocol(format!(
+                "frame length {length} outside [8, {max_frame}] (socket.request.max.bytes)"
+            ));
+        }
+        let mut frame = BytesMut::zeroed(length as usize);
+        if let Err(e) = stream.read_exact(&mut frame).await {
+            return Close::Io(e);
+        }
+        let frame = frame.freeze();
+        let response = match process(shard, frame, peer).await {
+            Ok(response) => response,
+            Err(reason) => return Close::Protocol(reason),
+        };
+        if let Some(response) = response {
+            if let Err(e) = stream.write_all(&response).await {
+                return Close::Io(e);
+            }
+        }
+    }
+}
+
+/// Decodes the header and dispatches; `Ok(None)` means the request takes no response.
+async fn process(
+    shard: &Rc<Shard>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<BytesMut>, String> {
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Err(format!("unknown API key {api_key}"));
+    };
+    let header_version = key.request_header_version(api_version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| format!("malformed {key:?} v{api_version} request header: {e}"))?;
+    tracing::trace!(%peer, ?key, version = api_version, correlation = header.correlation_id, "request");
+    let body = frame;
+    let response = handlers::dispatch(shard, key, &header, body).await?;
+    Ok(response)
+}

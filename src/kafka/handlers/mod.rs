@@ -1,0 +1,156 @@
+//! The registry of Kafka APIs: one file per API key, each declaring the versions it serves, and
+//! this one table listing them all. ApiVersions answers from the table, and `dispatch` routes
+//! by it, so an API is supported exactly when it is listed here.
+//!
+//! A handler turns a decoded request into a response value (no sockets), so it can be tested
+//! directly; `dispatch` does the decoding and encoding around it.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::shard::Shard;
+
+/// The versions of one API this broker serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSupport {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+/// Every API the broker serves. Versions: from Kafka 4's floors up to the newest that current
+/// clients send, without versions Kafka marks unstable or features not implemented yet
+/// (e.g. Produce v12+ means transactions V2).
+pub const SUPPORTED: &[ApiSupport] = &[
+    produce::SUPPORT,
+    fetch::SUPPORT,
+    list_offsets::SUPPORT,
+    metadata::SUPPORT,
+    api_versions::SUPPORT,
+    create_topics::SUPPORT,
+    delete_topics::SUPPORT,
+];
+
+pub fn support(key: ApiKey) -> Option<ApiSupport> {
+    SUPPORTED.iter().copied().find(|s| s.key == key)
+}
+
+/// What a handler sees besides its request.
+#[derive(Debug)]
+pub struct RequestContext<'a> {
+    pub shard: &'a Rc<Shard>,
+    pub header: &'a RequestHeader,
+    pub version: i16,
+}
+
+/// Decodes, handles and encodes one request. `Err` closes the connection (malformed or
+/// unsupported request); `Ok(None)` sends nothing (produce with acks=0).
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    key: ApiKey,
+    header: &RequestHeader,
+    body: Bytes,
+) -> Result<Option<BytesMut>, String> {
+    let version = header.request_api_version;
+    let supported = support(key).filter(|s| (s.min..=s.max).contains(&version));
+    if supported.is_none() {
+        return match key {
+            // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION in v0
+            // format, so the client can retry with a version it finds in the list.
+            ApiKey::ApiVersions => Ok(Some(api_versions::unsupported_version(header)?)),
+            ApiKey::Produce if (0..3).contains(&version) => {
+                Ok(Some(produce::legacy_unsupported(header, body)?))
+            }
+            _ => Err(format!("{key:?} v{version} is not supported")),
+        };
+    }
+    let ctx = RequestContext {
+        shard,
+        header,
+        version,
+    };
+    macro_rules! route {
+        ($request:ty, $handler:path) => {{
+            let request = decode::<$request>(key, body, version)?;
+            let response = $handler(&ctx, request).await;
+            Ok(Some(encode(key, header, &response)?))
+        }};
+    }
+    match key {
+        ApiKey::Produce => {
+            let request = decode::<kafka_protocol::messages::ProduceRequest>(key, body, version)?;
+            match produce::handle(&ctx, request).await {
+                Some(response) => Ok(Some(encode(key, header, &response)?)),
+                None => Ok(None),
+            }
+        }
+        ApiKey::Fetch => route!(kafka_protocol::messages::FetchRequest, fetch::handle),
+        ApiKey::ListOffsets => route!(
+            kafka_protocol::messages::ListOffsetsRequest,
+            list_offsets::handle
+        ),
+        ApiKey::Metadata => route!(kafka_protocol::messages::MetadataRequest, metadata::handle),
+        ApiKey::ApiVersions => route!(
+            kafka_protocol::messages::ApiVersionsRequest,
+            api_versions::handle
+        ),
+        ApiKey::CreateTopics => route!(
+            kafka_protocol::messages::CreateTopicsRequest,
+            create_topics::handle
+        ),
+        ApiKey::DeleteTopics => route!(
+            kafka_protocol::messages::DeleteTopicsRequest,
+            delete_topics::handle
+        ),
+        other => Err(format!("{other:?} is listed as supported but has no route")),
+    }
+}
+
+fn decode<T: Decodable>(key: ApiKey, mut body: Bytes, version: i16) -> Result<T, String> {
+    T::decode(&mut body, version).map_err(|e| format!("malformed {key:?} v{version} request: {e}"))
+}
+
+/// Encodes `[length | response header | body]`.
+pub fn encode<T: Encodable>(
+    key: ApiKey,
+    header: &RequestHeader,
+    response: &T,
+) -> Result<BytesMut, String> {
+    encode_with_version(key, header, response, header.request_api_version)
+}
+
+fn encode_with_version<T: Encodable>(
+    key: ApiKey,
+    header: &RequestHeader,
+    response: &T,
+    version: i16,
+) -> Result<BytesMut, String> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    response_header
+        .encode(&mut buf, key.response_header_version(version))
+        .map_err(|e| format!("encode {key:?} response header: {e}"))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| format!("encode {key:?} v{version} response: {e}"))?;
+    let length = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(buf)
+}
+
+/// Shorthand for a `StrBytes` from a `String`.
+pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

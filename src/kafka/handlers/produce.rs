@@ -1,0 +1,376 @@
+//! Produce: validate every batch, append on the partition's shard, answer per `acks`
+//! (0: no answer; 1: after the append; -1: after the data is committed, which on a single node
+//! means durable).
+
+use std::rc::Rc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use storage::batch::{BatchHeader, ATTRIBUTE_LOG_APPEND_TIME};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::cluster::metadata::now_ms;
+use crate::cluster::topic_config::EffectiveConfig;
+use crate::kafka::errors::storage_error_code;
+
+/// v0-v2 are advertised (librdkafka turns compression off without them) but answered with
+/// UNSUPPORTED_VERSION: they carry message formats older than v2.
+pub const SUPPORT: ApiSupport = ApiSupport {
+    key: ApiKey::Produce,
+    min: 0,
+    max: 11,
+};
+
+/// The outcome for one partition.
+#[derive(Debug, Clone)]
+struct Outcome {
+    error: Option<ResponseError>,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+}
+
+impl Outcome {
+    fn error(code: ResponseError, message: impl Into<String>) -> Self {
+        Outcome {
+            error: Some(code),
+            message: Some(message.into()),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut work = Vec::new();
+    let mut shape = Vec::new();
+    for topic in &request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut indexes = Vec::with_capacity(topic.partition_data.len());
+        for partition in &topic.partition_data {
+            indexes.push(partition.index);
+            work.push(produce_partition(
+                ctx,
+                acks,
+                request.transactional_id.is_some(),
+                name.clone(),
+                partition.index,
+                partition.records.clone(),
+            ));
+        }
+        shape.push((topic.name.clone(), indexes));
+    }
+    let mut outcomes = futures::future::join_all(work).await.into_iter();
+    if acks == 0 {
+        return None;
+    }
+    let responses = shape
+        .into_iter()
+        .map(|(name, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|index| {
+                    let o = outcomes.next().unwrap_or_else(|| {
+                        Outcome::error(ResponseError::UnknownServerError, "lost outcome")
+                    });
+                    PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_error_code(o.error.map(|e| e.code()).unwrap_or(0))
+                        .with_error_message(o.message.map(str_bytes))
+                        .with_base_offset(o.base_offset)
+                        .with_log_append_time_ms(o.log_append_time)
+                        .with_log_start_offset(o.log_start_offset)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+async fn produce_partition(
+    ctx: &RequestContext<'_>,
+    acks: i16,
+    transactional: bool,
+    topic: String,
+    index: i32,
+    records: Option<Bytes>,
+) -> Outcome {
+    if !matches!(acks, -1..=1) {
+        return Outcome::error(
+            ResponseError::InvalidRequiredAcks,
+            format!("acks must be -1, 0 or 1, got {acks}"),
+        );
+    }
+    if transactional {
+        return Outcome::error(
+            ResponseError::InvalidRequest,
+            "transactional produce is not supported yet",
+        );
+    }
+    let broker = &ctx.shard.ctx;
+    let snapshot = broker.metadata.load_full();
+    let Some(info) = snapshot.topic(&topic).cloned() else {
+        return Outcome::error(
+            ResponseError::UnknownTopicOrPartition,
+            format!("no topic '{topic}'"),
+        );
+    };
+    if index < 0 || index >= info.partitions {
+        return Outcome::error(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{topic}' has no partition {index}"),
+        );
+    }
+    let config = EffectiveConfig {
+        overrides: &info.configs,
+        defaults: &broker.config.defaults,
+    };
+    if acks == -1 && config.min_insync_replicas() > 1 {
+        return Outcome::error(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "min.insync.replicas is {} but this broker is the only replica",
+                config.min_insync_replicas()
+            ),
+        );
+    }
+    let log_append_time = config.log_append_time().then(now_ms);
+    let batches = match split_and_validate(
+        records,
+        config.max_message_bytes(),
+        config.log_config().segment_bytes,
+        log_append_time,
+    ) {
+        Ok(batches) => batches,
+        Err(outcome) => return outcome,
+    };
+    let owner = broker.shards.owner(&info.id, index);
+    let topic_id = info.id;
+    let result = broker
+        .shards
+        .call(owner, move |shard| async move {
+            let Some(partition) = shard.partition(&topic_id, index) else {
+                return Err((
+                    ResponseError::NotLeaderOrFollower,
+                    "partition is not open on its shard".to_string(),
+                ));
+            };
+            let (base, end) = partition
+                .append(batches)
+                .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+            if acks == -1 {
+                partition
+                    .commit(end)
+                    .await
+                    .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+            } else {
+                Rc::clone(&partition).commit_in_background(end);
+            }
+            Ok((base, partition.log.log_start_offset()))
+        })
+        .await;
+    match result {
+        Ok(Ok((base, log_start))) => Outcome {
+            error: None,
+            message: None,
+            base_offset: base as i64,
+            log_append_time: log_append_time.unwrap_or(-1),
+            log_start_offset: log_start as i64,
+        },
+        Ok(Err((code, message))) => Outcome::error(code, message),
+        Err(gone) => Outcome::error(ResponseError::NotLeaderOrFollower, gone.to_string()),
+    }
+}
+
+/// Splits a record set into batches and checks each one (magic 2, lengths, CRC32C, size
+/// limits), applying LogAppendTime when the topic asks for it.
+fn split_and_validate(
+    records: Option<Bytes>,
+    max_message_bytes: usize,
+    segment_bytes: u64,
+    log_append_time: Option<i64>,
+) -> Result<Vec<BytesMut>, Outcome> {
+    let Some(mut records) = records.filter(|r| !r.is_empty()) else {
+        return Err(Outcome::error(
+            ResponseError::InvalidRecord,
+            "produce request carries no records",
+        ));
+    };
+    if records.len() as u64 > segment_bytes {
+        return Err(Outcome::error(
+            ResponseError::RecordListTooLarge,
+            format!(
+                "record set of {} bytes exceeds segment.bytes {segment_bytes}",
+                records.len()
+            ),
+        ));
+    }
+    let mut batches = Vec::new();
+    while !records.is_empty() {
+        let total = match BatchHeader::framed_len(&records) {
+            Ok(total) if total <= records.len() => total,
+            Ok(total) => {
+                return Err(Outcome::error(
+                    ResponseError::CorruptMessage,
+                    format!("batch claims {total} bytes but {} remain", records.len()),
+                ))
+            }
+            Err(e) => return Err(Outcome::error(ResponseError::CorruptMessage, e.to_string())),
+        };
+        if total > max_message_bytes {
+            return Err(Outcome::error(
+                ResponseError::MessageTooLarge,
+                format!("batch of {total} bytes exceeds max.message.bytes {max_message_bytes}"),
+            ));
+        }
+        let raw = records.split_to(total);
+        let header = BatchHeader::parse(&raw).map_err(|e| {
+            let code = storage_error_code(&storage::StorageError::InvalidBatch(e.clone()));
+            Outcome::error(code, e.to_string())
+        })?;
+        if header.is_control() {
+            return Err(Outcome::error(
+                ResponseError::InvalidRecord,
+                "clients may not write control batches",
+            ));
+        }
+        let mut batch = BytesMut::from(&raw[..]);
+        if let Some(now) = log_append_time {
+            set_log_append_time(&mut batch, now);
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// Marks a batch LogAppendTime with the broker's clock: the attribute bit and max timestamp
+/// change, so the CRC (which covers both) is recomputed.
+fn set_log_append_time(batch: &mut BytesMut, now: i64) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTRIBUTE_LOG_APPEND_TIME;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&now.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Answers a Produce v0-v2 request with UNSUPPORTED_VERSION for every partition, encoding the
+/// old response format by hand (the codec starts at v3).
+pub fn legacy_unsupported(header: &RequestHeader, mut body: Bytes) -> Result<BytesMut, String> {
+    let version = header.request_api_version;
+    let malformed = || format!("malformed Produce v{version} request");
+    let need = |body: &Bytes, n: usize| {
+        if body.remaining() >= n {
+            Ok(())
+        } else {
+            Err(malformed())
+        }
+    };
+    need(&body, 6)?;
+    let acks = body.get_i16();
+    body.advance(4);
+    need(&body, 4)?;
+    let topics = body.get_i32();
+    if topics < 0 || topics as usize > body.remaining() {
+        return Err(malformed());
+    }
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    out.put_i32(header.correlation_id);
+    out.put_i32(topics);
+    for _ in 0..topics {
+        need(&body, 2)?;
+        let name_len = body.get_i16();
+        if name_len < 0 {
+            return Err(malformed());
+        }
+        need(&body, name_len as usize + 4)?;
+        let name = body.split_to(name_len as usize);
+        out.put_i16(name_len);
+        out.extend_from_slice(&name);
+        let partitions = body.get_i32();
+        if partitions < 0 || partitions as usize > body.remaining() {
+            return Err(malformed());
+        }
+        out.put_i32(partitions);
+        for _ in 0..partitions {
+            need(&body, 8)?;
+            let index = body.get_i32();
+            let size = body.get_i32();
+            if size < 0 || size as usize > body.remaining() {
+                return Err(malformed());
+            }
+            body.advance(size as usize);
+            out.put_i32(index);
+            out.put_i16(ResponseError::UnsupportedVersion.code());
+            out.put_i64(-1);
+            if version >= 2 {
+                out.put_i64(-1);
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(0);
+    }
+    let length = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&length.to_be_bytes());
+    if acks == 0 {
+        // No answer is expected; closing tells the client something is wrong.
+        return Err(format!("Produce v{version} with acks=0 is not supported"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Bytes {
+        let mut b = protocol::records::BatchBuilder::new();
+        b.push(protocol::records::Record {
+            value: Some(Bytes::from_static(b"v")),
+            timestamp: 5,
+            ..Default::default()
+        });
+        b.build().freeze()
+    }
+
+    #[test]
+    fn validation_maps_to_kafka_codes() {
+        let one = batch();
+        let mut two = BytesMut::from(&one[..]);
+        two.extend_from_slice(&one);
+        assert_eq!(
+            split_and_validate(Some(two.freeze()), 1 << 20, 1 << 30, None)
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = split_and_validate(Some(one.clone()), 10, 1 << 30, None).unwrap_err();
+        assert_eq!(err.error, Some(ResponseError::MessageTooLarge));
+        let mut bad = BytesMut::from(&one[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let err = split_and_validate(Some(bad.freeze()), 1 << 20, 1 << 30, None).unwrap_err();
+        assert_eq!(err.error, Some(ResponseError::CorruptMessage));
+        let err = split_and_validate(Some(one.slice(..30)), 1 << 20, 1 << 30, None).unwrap_err();
+        assert_eq!(err.error, Some(ResponseError::CorruptMessage));
+        let err = split_and_validate(None, 1 << 20, 1 << 30, None).unwrap_err();
+        assert_eq!(err.error, Some(ResponseError::InvalidRecord));
+    }
+
+    #[test]
+    fn log_append_time_keeps_the_batch_valid() {
+        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30, Some(1234)).unwrap();
+        let header = BatchHeader::parse(&batches[0]).unwrap();
+        assert_eq!(header.max_timestamp, 1234);
+        assert!(header.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0);
+    }
+}

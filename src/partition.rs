@@ -1,0 +1,92 @@
+//! One partition replica on its owning shard: the log plus the high watermark that readers
+//! wait on. Single node today, so "committed" means "durable on this broker"; with Raft the
+//! high watermark follows the Raft commit index instead.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use storage::{PartitionLog, StorageError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Leader epoch of every partition on a single-node broker (the Raft term, once replicated).
+pub const LEADER_EPOCH: i32 = 0;
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub log: PartitionLog,
+    /// The high watermark, published so fetches on any shard can wait for it to move.
+    high_watermark: watch::Sender<u64>,
+}
+
+impl Partition {
+    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, log: PartitionLog) -> Rc<Self> {
+        // Everything recovered from disk is durable, hence committed.
+        log.set_high_watermark(log.log_end_offset());
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        Rc::new(Partition {
+            topic,
+            topic_id,
+            index,
+            log,
+            high_watermark,
+        })
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Appends validated batches; returns the base offset of the first.
+    pub fn append(&self, batches: Vec<BytesMut>) -> Result<(u64, u64), StorageError> {
+        let mut first = None;
+        let mut end = self.log.log_end_offset();
+        for batch in batches {
+            let info = self.log.append(batch, LEADER_EPOCH)?;
+            first.get_or_insert(info.base_offset);
+            end = info.last_offset + 1;
+        }
+        Ok((first.unwrap_or(end), end))
+    }
+
+    /// Waits until `end` is committed (durable), then advances the high watermark.
+    pub async fn commit(&self, end: u64) -> Result<(), StorageError> {
+        self.log.wait_durable(end).await?;
+        self.advance_high_watermark();
+        Ok(())
+    }
+
+    fn advance_high_watermark(&self) {
+        let durable = self.log.durable_offset();
+        if durable > self.log.high_watermark() {
+            self.log.set_high_watermark(durable);
+        }
+        let hw = self.log.high_watermark();
+        self.high_watermark.send_if_modified(|current| {
+            let changed = *current != hw;
+            *current = hw;
+            changed
+        });
+    }
+
+    /// Starts the commit of `end` in the background (acks 0 and 1 do not wait for it, but
+    /// consumers only see data once it is committed).
+    pub fn commit_in_background(self: &Rc<Self>, end: u64) {
+        let partition = self.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = partition.commit(end).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "background flush failed");
+            }
+        });
+    }
+
+    /// Publishes a high watermark change made by maintenance (DeleteRecords, truncation).
+    pub fn publish_high_watermark(&self) {
+        self.advance_high_watermark();
+    }
+}

@@ -1,0 +1,143 @@
+//! A real broker process for integration tests: started on ephemeral ports in a temporary data
+//! directory, found through the one line it prints when ready, killed with SIGKILL or stopped
+//! with SIGTERM, and restarted on the same data.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+pub struct TestBroker {
+    child: Option<Child>,
+    pub kafka: String,
+    pub admin: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra: Vec<String>,
+}
+
+impl TestBroker {
+    /// Starts a broker with `extra` flags on a fresh data directory.
+    pub fn start(extra: &[&str]) -> TestBroker {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut broker = TestBroker {
+            child: None,
+            kafka: String::new(),
+            admin: String::new(),
+            dir,
+            _tmp: Some(tmp),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .args([
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sluice");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with("sluice ready "),
+            "unexpected first line: {line:?}"
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+                .to_string()
+        };
+        self.kafka = field("kafka");
+        self.admin = field("admin");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no flush, no checkpoint.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY-free: kill(1) from the shell keeps unsafe code out of the tests.
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "broker exited with {status}");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.kafka)
+            .set("message.timeout.ms", "10000");
+        config
+    }
+
+    pub fn admin_client(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config().create().unwrap()
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
+        let results = self
+            .admin_client()
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .unwrap();
+        results[0].as_ref().unwrap();
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
