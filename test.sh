@@ -2,7 +2,8 @@
 # Runs every test of the project: the one command the README names and CI calls.
 #   ./test.sh            everything
 #   FUZZ_SECONDS=60 ./test.sh   a longer fuzz smoke run
-# It installs what the tests need (cargo-fuzz today; Kafka clients once the broker exists).
+# It installs what the tests need (cargo-fuzz; librdkafka is built from source by the rdkafka
+# crate).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,11 +15,12 @@ if cargo tree -p storage -e normal --locked | grep -q kafka-protocol; then
     exit 1
 fi
 
-step "unit, integration, property, torn-tail, crash and disk-full tests"
+step "unit, integration, property, torn-tail, crash, disk-full and Kafka client tests"
 cargo test --workspace --locked
 
-step "fuzz smoke run (segment recovery)"
+step "fuzz smoke runs (segment recovery, Kafka request decoding)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" storage/fuzz/smoke.sh
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" protocol/fuzz/smoke.sh
 
 step "benchmark smoke run (proves the storage bench runs; figures in benches/RESULTS.md)"
 cargo run --release --locked -p sluice-benches --bin storage-bench -- --quick >/dev/null

@@ -51,6 +51,7 @@ impl Broker {
             )
         })?;
         let lock = lock_data_dir(&config.data_dir)?;
+        remove_deleted_partitions(&config.data_dir);
         let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         let backend = storage::runtime::select_backend(config.storage_backend)?;
         tracing::info!(backend = backend.name(), "storage backend selected");
@@ -75,6 +76,7 @@ impl Broker {
             .local_addr()
             .map_err(|e| format!("admin listener: {e}"))?;
 
+        let config_request_budget_kib = config.queued_max_request_bytes.div_ceil(1024);
         let (shards, inboxes) = ShardSet::new(shard_count);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(BrokerContext {
@@ -82,8 +84,10 @@ impl Broker {
             config,
             metadata: Arc::new(ArcSwap::from_pointee(MetadataSnapshot::default())),
             shards,
-            storage_backend: backend.name(),
             cluster_id,
+            request_memory: Arc::new(tokio::sync::Semaphore::new(
+                (config_request_budget_kib).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             shutdown: shutdown_rx,
             ready: std::sync::atomic::AtomicBool::new(false),
         });
@@ -316,6 +320,26 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
         )
     })?;
     Ok(file)
+}
+
+/// Finishes deleting partition directories that a topic deletion renamed but did not get to
+/// remove before the process stopped.
+fn remove_deleted_partitions(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-delete"))
+        {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove deleted partition");
+            }
+        }
+    }
 }
 
 /// Kafka keeps `cluster.id` in `meta.properties`; so do we.

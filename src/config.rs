@@ -85,6 +85,13 @@ pub struct ServeArgs {
         env = "SLUICE_CONNECTIONS_MAX_IDLE_MS"
     )]
     pub connections_max_idle_ms: Option<i64>,
+    /// Bytes of requests the broker holds in memory at once, across all connections; readers
+    /// wait (backpressure) when it is used up.
+    #[arg(
+        long = "queued.max.request.bytes",
+        env = "SLUICE_QUEUED_MAX_REQUEST_BYTES"
+    )]
+    pub queued_max_request_bytes: Option<i64>,
     /// Bytes of recent batches each partition keeps in memory for consumers.
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
@@ -133,6 +140,8 @@ struct FileConfig {
     socket_request_max_bytes: Option<i32>,
     #[serde(rename = "connections.max.idle.ms")]
     connections_max_idle_ms: Option<i64>,
+    #[serde(rename = "queued.max.request.bytes")]
+    queued_max_request_bytes: Option<i64>,
     #[serde(rename = "log.cache.bytes")]
     log_cache_bytes: Option<i64>,
 }
@@ -150,6 +159,7 @@ pub struct BrokerConfig {
     pub defaults: TopicDefaults,
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
+    pub queued_max_request_bytes: usize,
 }
 
 /// Broker-wide defaults for topic settings (Kafka's `log.*` and friends).
@@ -288,6 +298,12 @@ impl BrokerConfig {
                 104_857_600
             )
             .max(0) as usize,
+            queued_max_request_bytes: pick!(
+                args.queued_max_request_bytes,
+                file.queued_max_request_bytes,
+                512 * 1024 * 1024
+            )
+            .max(0) as usize,
             connections_max_idle_ms: pick!(
                 args.connections_max_idle_ms,
                 file.connections_max_idle_ms,
@@ -318,6 +334,12 @@ impl BrokerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("socket.request.max.bytes must be at least 1024".into());
+        }
+        if self.queued_max_request_bytes < self.socket_request_max_bytes {
+            return Err(format!(
+                "queued.max.request.bytes ({}) must be at least socket.request.max.bytes ({})",
+                self.queued_max_request_bytes, self.socket_request_max_bytes
+            ));
         }
         if d.message_max_bytes < 0 {
             return Err("message.max.bytes must not be negative".into());
@@ -415,6 +437,34 @@ mod tests {
         assert_eq!(config.defaults.log_retention_ms, 5000, "file beats default");
         assert_eq!(config.data_dir, PathBuf::from("/x"));
         assert!(config.defaults.auto_create_topics_enable, "Kafka's default");
+    }
+
+    /// `config/sluice.toml` documents every key at its default: loading it must change nothing.
+    #[test]
+    fn example_file_lists_the_defaults() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/sluice.toml");
+        let from_file = BrokerConfig::load(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let defaults = BrokerConfig::load(&ServeArgs::default()).unwrap();
+        assert_eq!(from_file.defaults, defaults.defaults);
+        assert_eq!(from_file.data_dir, defaults.data_dir);
+        assert_eq!(from_file.kafka_listen, defaults.kafka_listen);
+        assert_eq!(from_file.admin_listen, defaults.admin_listen);
+        assert_eq!(
+            from_file.socket_request_max_bytes,
+            defaults.socket_request_max_bytes
+        );
+        assert_eq!(
+            from_file.queued_max_request_bytes,
+            defaults.queued_max_request_bytes
+        );
+        assert_eq!(
+            from_file.connections_max_idle_ms,
+            defaults.connections_max_idle_ms
+        );
     }
 
     #[test]

@@ -29,6 +29,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing buys nothing"
+)]
 enum Command {
     /// Run the broker (single node). With no flags: data in ./sluice-data, Kafka on
     /// 127.0.0.1:9092, admin HTTP on 127.0.0.1:9644.

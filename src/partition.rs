@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use storage::batch::ValidatedBatch;
 use storage::{PartitionLog, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -43,11 +43,11 @@ impl Partition {
     }
 
     /// Appends validated batches; returns the base offset of the first.
-    pub fn append(&self, batches: Vec<BytesMut>) -> Result<(u64, u64), StorageError> {
+    pub fn append(&self, batches: Vec<ValidatedBatch>) -> Result<(u64, u64), StorageError> {
         let mut first = None;
         let mut end = self.log.log_end_offset();
         for batch in batches {
-            let info = self.log.append(batch, LEADER_EPOCH)?;
+            let info = self.log.append_validated(batch, LEADER_EPOCH)?;
             first.get_or_insert(info.base_offset);
             end = info.last_offset + 1;
         }

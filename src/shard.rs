@@ -36,9 +36,10 @@ pub struct BrokerContext {
     pub shards: ShardSet,
     /// Advertised Kafka host and port.
     pub advertised: (String, i32),
-    pub storage_backend: &'static str,
     pub cluster_id: String,
     pub shutdown: watch::Receiver<bool>,
+    /// The broker-wide budget for request bytes in memory, in KiB permits.
+    pub request_memory: Arc<tokio::sync::Semaphore>,
     /// True once every shard has opened its partitions (`/ready`).
     pub ready: std::sync::atomic::AtomicBool,
 }
@@ -75,10 +76,6 @@ impl ShardSet {
     pub fn new(count: usize) -> (Self, Vec<mpsc::Receiver<Job>>) {
         let (inboxes, receivers) = (0..count).map(|_| mpsc::channel(INBOX_CAPACITY)).unzip();
         (ShardSet { inboxes }, receivers)
-    }
-
-    pub fn len(&self) -> usize {
-        self.inboxes.len()
     }
 
     /// The shard that owns a partition.
@@ -125,6 +122,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
     /// Only shard 0 holds the metadata log.
     pub metadata_store: RefCell<Option<Rc<MetadataStore>>>,
+    /// Incremental fetch sessions of this shard's connections.
+    pub fetch_sessions: RefCell<crate::kafka::fetch_session::FetchSessions>,
 }
 
 impl Shard {
@@ -135,6 +134,7 @@ impl Shard {
             backend,
             partitions: RefCell::new(HashMap::new()),
             metadata_store: RefCell::new(None),
+            fetch_sessions: RefCell::new(Default::default()),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         shard

@@ -1,5 +1,6 @@
 //! Topic lifecycle across shards: create (metadata first, then each partition's log on its
-//! owner), delete, add partitions, and opening the partitions a shard owns at start-up.
+//! owner), delete, add partitions, change configs (metadata first, then every open partition's
+//! log), and opening the partitions a shard owns at start-up.
 //!
 //! Metadata changes are serialised on shard 0, which owns the metadata log; partition logs are
 //! opened and removed on the shards that own them.
@@ -94,7 +95,10 @@ pub async fn create_topic(
     let created = ctx
         .shards
         .call(0, move |shard| async move {
-            // Re-validated on shard 0, where metadata changes are serialised.
+            // Re-validated on shard 0 under the change lock: two creates of one name must not
+            // both pass validation while the first is being made durable.
+            let store = metadata_store(&shard)?;
+            let _serialised = store.lock_changes().await;
             validate_new_topic(&shard_ctx, &topic)?;
             let info = TopicInfo {
                 name: topic.name.clone(),
@@ -102,7 +106,6 @@ pub async fn create_topic(
                 partitions: topic.partitions,
                 configs: topic.configs.clone(),
             };
-            let store = metadata_store(&shard)?;
             store
                 .commit(MetadataEvent::CreateTopic(info.clone()))
                 .await
@@ -194,6 +197,13 @@ pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: String) -> Result<Uuid
     ctx.shards
         .call(0, move |shard| async move {
             let store = metadata_store(&shard)?;
+            let _serialised = store.lock_changes().await;
+            if store.snapshot().topic(&event_name).is_none() {
+                return Err(TopicError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("no topic '{event_name}'"),
+                ));
+            }
             store
                 .commit(MetadataEvent::DeleteTopic { name: event_name })
                 .await
@@ -273,6 +283,16 @@ pub async fn create_partitions(
     ctx.shards
         .call(0, move |shard| async move {
             let store = metadata_store(&shard)?;
+            let _serialised = store.lock_changes().await;
+            let current = store.snapshot().topic(&event_name).map(|t| t.partitions);
+            if current.is_none_or(|now| now >= count) {
+                return Err(TopicError::new(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "topic '{event_name}' changed concurrently; it has {current:?} partitions"
+                    ),
+                ));
+            }
             store
                 .commit(MetadataEvent::CreatePartitions {
                     name: event_name,
@@ -288,6 +308,130 @@ pub async fn create_partitions(
         open_partitions(ctx, &updated, topic.partitions..count).await?;
     }
     Ok(())
+}
+
+/// Changes a topic's config overrides. `edit` computes the new overrides from the current
+/// ones (AlterConfigs replaces them all, IncrementalAlterConfigs edits some); it runs on
+/// shard 0 under the metadata change lock, so concurrent changes apply one after the other
+/// and none is lost. Every resulting value is validated (INVALID_CONFIG naming the key);
+/// nothing is changed when any is invalid or with `validate_only`.
+///
+/// The change is durable in metadata before it takes effect; then every open partition's log
+/// gets the new settings on its owning shard. Settings read per request (max.message.bytes,
+/// message.timestamp.type) apply as soon as the metadata snapshot is published.
+pub async fn alter_topic_configs<F>(
+    ctx: &Arc<BrokerContext>,
+    name: String,
+    edit: F,
+    validate_only: bool,
+) -> Result<(), TopicError>
+where
+    F: FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, TopicError>
+        + Send
+        + 'static,
+{
+    let changed = ctx
+        .shards
+        .call(0, move |shard| async move {
+            let store = metadata_store(&shard)?;
+            let _serialised = store.lock_changes().await;
+            let topic = store
+                .snapshot()
+                .topic(&name)
+                .cloned()
+                .ok_or_else(|| unknown_topic(&name))?;
+            let next = edit(&topic.configs)?;
+            for (key, value) in &next {
+                topic_config::check_value(key, value)
+                    .map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
+            }
+            let diff = config_diff(&topic.configs, &next);
+            if validate_only || diff.is_empty() {
+                return Ok(None);
+            }
+            store
+                .commit(MetadataEvent::SetConfigs {
+                    name: name.clone(),
+                    configs: diff,
+                })
+                .await
+                .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
+            tracing::info!(topic = %name, configs = ?next, "topic configs changed");
+            Ok::<_, TopicError>(store.snapshot().topic(&name).cloned())
+        })
+        .await
+        .map_err(|e| TopicError::new(ResponseError::UnknownServerError, e.to_string()))??;
+    match changed {
+        Some(topic) => apply_log_configs(ctx, &topic).await,
+        None => Ok(()),
+    }
+}
+
+fn unknown_topic(name: &str) -> TopicError {
+    TopicError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("no topic '{name}'"),
+    )
+}
+
+/// The `SetConfigs` change from `old` to `new` overrides: `None` removes an override.
+fn config_diff(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<String>> {
+    let removed = old
+        .keys()
+        .filter(|key| !new.contains_key(*key))
+        .map(|key| (key.clone(), None));
+    let set = new
+        .iter()
+        .filter(|(key, value)| old.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), Some(value.clone())));
+    removed.chain(set).collect()
+}
+
+/// Gives every open partition of `topic` its log settings, each on its owning shard.
+async fn apply_log_configs(ctx: &Arc<BrokerContext>, topic: &TopicInfo) -> Result<(), TopicError> {
+    let updates = (0..topic.partitions).map(|index| {
+        let owner = ctx.shards.owner(&topic.id, index);
+        let id = topic.id;
+        ctx.shards.call(owner, move |shard| async move {
+            apply_log_config(&shard, id, index)
+        })
+    });
+    for result in futures::future::join_all(updates).await {
+        result.map_err(|e| TopicError::new(ResponseError::UnknownServerError, e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Gives one open partition the log settings of the *current* snapshot rather than values
+/// passed along, so when two changes race, whichever update runs last applies the latest
+/// configs. A partition that is not open has nothing to update: it reads the configs when it
+/// opens.
+fn apply_log_config(shard: &Shard, topic_id: Uuid, index: i32) -> Result<(), TopicError> {
+    let Some(partition) = shard.partition(&topic_id, index) else {
+        return Ok(());
+    };
+    let snapshot = shard.metadata();
+    let Some(topic) = snapshot.topic_by_id(&topic_id) else {
+        return Ok(());
+    };
+    let config = EffectiveConfig {
+        overrides: &topic.configs,
+        defaults: &shard.ctx.config.defaults,
+    }
+    .log_config();
+    partition.log.set_config(config).map_err(|e| {
+        TopicError::new(
+            ResponseError::KafkaStorageError,
+            format!(
+                "the configs of '{}' were saved, but partition {index} could not apply them \
+                 (it will when reopened): {e}",
+                topic.name
+            ),
+        )
+    })
 }
 
 /// Opens every partition this shard owns according to the metadata snapshot.

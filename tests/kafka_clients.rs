@@ -357,3 +357,144 @@ async fn garbage_frames_close_only_their_connection() {
         .await
         .unwrap();
 }
+
+#[test]
+fn idle_connections_are_closed() {
+    let broker = TestBroker::start(&["--connections.max.idle.ms", "300"]);
+    let mut stream = std::net::TcpStream::connect(&broker.kafka).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    // The broker closes the silent connection: the read ends with EOF, not the timeout.
+    assert_eq!(stream.read(&mut buf).unwrap(), 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the idle limit"
+    );
+}
+
+#[test]
+fn a_bad_configuration_fails_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "\"log.retention.mss\" = 5\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("log.retention.mss") && stderr.contains("sluice.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn produce_v0_to_v2_is_answered_unsupported_version() {
+    let broker = TestBroker::start(&[]);
+    // Produce v2: header v1 (key 0, version 2, correlation 7, client "t"), acks 1, timeout,
+    // one topic "x" with one partition carrying an empty message set.
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 7, 0, 1, b't']);
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&[0, 1, b'x']);
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    let mut stream = std::net::TcpStream::connect(&broker.kafka).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(&(body.len() as i32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut answer = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut answer).unwrap();
+    // correlation 7 | 1 topic | "x" | 1 partition | index 0 | error 35 | offset -1 | time -1 | throttle 0
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&7i32.to_be_bytes());
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&[0, 1, b'x']);
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&0i32.to_be_bytes());
+    expected.extend_from_slice(&35i16.to_be_bytes());
+    expected.extend_from_slice(&(-1i64).to_be_bytes());
+    expected.extend_from_slice(&(-1i64).to_be_bytes());
+    expected.extend_from_slice(&0i32.to_be_bytes());
+    assert_eq!(answer, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_carry_the_broker_clock() {
+    let broker = TestBroker::start(&[]);
+    broker
+        .create_topic("stamped", 1, &[("message.timestamp.type", "LogAppendTime")])
+        .await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let producer = producer(&broker, &[("acks", "all")]);
+    producer
+        .send(
+            FutureRecord::to("stamped")
+                .payload("x")
+                .key("k")
+                .timestamp(1_000),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let consumer = consumer(&broker, "stamped", 0, Offset::Beginning);
+    let message = &consume(&consumer, 1)[0];
+    match message.timestamp() {
+        rdkafka::Timestamp::LogAppendTime(ts) => assert!(ts >= before, "{ts} < {before}"),
+        other => panic!("expected LogAppendTime, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_too_far_in_the_future_are_invalid() {
+    let broker = TestBroker::start(&[]);
+    broker
+        .create_topic("future", 1, &[("message.timestamp.after.max.ms", "60000")])
+        .await;
+    let producer = producer(&broker, &[("acks", "all"), ("retries", "0")]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let err = producer
+        .send(
+            FutureRecord::to("future")
+                .payload("x")
+                .key("k")
+                .timestamp(now + 3_600_000),
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::InvalidTimestamp),
+        "{err}"
+    );
+    producer
+        .send(
+            FutureRecord::to("future")
+                .payload("x")
+                .key("k")
+                .timestamp(now),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+}

@@ -4,9 +4,5 @@
 //!   which Sluice pins and patches (see `vendor/kafka-protocol/SLUICE-PATCH.md`).
 //! - [`records`]: building and reading Kafka record batches the broker writes itself.
 
+pub mod kafka;
 pub mod records;
-
-/// The Kafka protocol message types and codecs.
-pub mod kafka {
-    pub use kafka_protocol::*;
-}

@@ -61,7 +61,9 @@ impl MetadataSnapshot {
             }
             MetadataEvent::CreatePartitions { name, count } => {
                 if let Some(topic) = self.topics.get_mut(name) {
-                    Arc::make_mut(topic).partitions = *count;
+                    // Never shrink: two concurrent grows may commit out of order.
+                    let topic = Arc::make_mut(topic);
+                    topic.partitions = topic.partitions.max(*count);
                 }
             }
             MetadataEvent::SetConfigs { name, configs } => {
@@ -103,6 +105,9 @@ pub enum MetadataEvent {
 pub struct MetadataStore {
     log: PartitionLog,
     view: Arc<ArcSwap<MetadataSnapshot>>,
+    /// Held by changes computed from the current snapshot (config edits) from reading it to
+    /// committing, so two such changes cannot both start from the same state and lose one.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl MetadataStore {
@@ -144,7 +149,22 @@ impl MetadataStore {
         }
         log.set_high_watermark(log.log_end_offset());
         view.store(Arc::new(snapshot));
-        Ok(MetadataStore { log, view })
+        Ok(MetadataStore {
+            log,
+            view,
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Serialises read-modify-write changes: hold the guard from reading the snapshot until
+    /// the change is committed.
+    pub async fn lock_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    /// The current snapshot (the one `commit` publishes).
+    pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
+        self.view.load_full()
     }
 
     /// Makes `event` durable, then publishes the new snapshot.

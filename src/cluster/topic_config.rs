@@ -19,8 +19,50 @@ pub enum Kind {
         min: i64,
     },
     Enum(&'static [&'static str]),
+    /// Comma-separated, distinct items from the set (Kafka's LIST type; the only kind that
+    /// IncrementalAlterConfigs may APPEND to or SUBTRACT from).
+    List(&'static [&'static str]),
     Bool,
     Ratio,
+}
+
+/// Kafka's `ConfigType` codes, as DescribeConfigs v3+ reports them.
+pub mod config_type {
+    pub const BOOLEAN: i8 = 1;
+    pub const STRING: i8 = 2;
+    pub const INT: i8 = 3;
+    pub const LONG: i8 = 5;
+    pub const DOUBLE: i8 = 6;
+    pub const LIST: i8 = 7;
+}
+
+/// Kafka's `ConfigSource` codes (DescribeConfigs, CreateTopics).
+pub mod config_source {
+    /// A topic's own override.
+    pub const TOPIC: i8 = 1;
+    /// Set in the broker's flags, environment or file.
+    pub const STATIC_BROKER: i8 = 4;
+    /// The built-in default.
+    pub const DEFAULT: i8 = 5;
+}
+
+impl Kind {
+    /// Kafka's `ConfigType` code for values of this kind.
+    pub fn config_type(self) -> i8 {
+        match self {
+            Kind::Long { .. } => config_type::LONG,
+            Kind::Int { .. } => config_type::INT,
+            Kind::Enum(_) => config_type::STRING,
+            Kind::List(_) => config_type::LIST,
+            Kind::Bool => config_type::BOOLEAN,
+            Kind::Ratio => config_type::DOUBLE,
+        }
+    }
+}
+
+/// The items of a LIST value; blanks around commas are ignored, as Kafka does.
+pub fn list_items(value: &str) -> Vec<&str> {
+    value.split(',').map(str::trim).collect()
 }
 
 /// One topic-level configuration key.
@@ -38,7 +80,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",
         broker_synonym: "log.cleanup.policy",
-        kind: Kind::Enum(&["delete", "compact", "compact,delete", "delete,compact"]),
+        kind: Kind::List(&["delete", "compact"]),
         doc: "delete old segments, or keep the latest value per key (compaction is not yet implemented: compacted topics are retained like delete topics)",
     },
     ConfigDef {
@@ -76,6 +118,18 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         broker_synonym: "log.message.timestamp.type",
         kind: Kind::Enum(&["CreateTime", "LogAppendTime"]),
         doc: "whether batches keep the producer's timestamps or get the broker's",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_synonym: "log.message.timestamp.before.max.ms",
+        kind: Kind::Long { min: 0 },
+        doc: "with CreateTime, how far in the past a batch's timestamps may lie",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_synonym: "log.message.timestamp.after.max.ms",
+        kind: Kind::Long { min: 0 },
+        doc: "with CreateTime, how far in the future a batch's timestamps may lie",
     },
     ConfigDef {
         name: "flush.messages",
@@ -161,6 +215,7 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
                 ));
             }
         }
+        Kind::List(allowed) => check_list(name, value, allowed)?,
         Kind::Bool => {
             if value != "true" && value != "false" {
                 return Err(format!("{name} must be true or false, got '{value}'"));
@@ -178,6 +233,33 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// At least one item, each allowed, none repeated.
+fn check_list(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    let items = list_items(value);
+    for (i, item) in items.iter().enumerate() {
+        if !allowed.contains(item) {
+            return Err(format!(
+                "{name} is a comma-separated list of {}, got '{value}'",
+                allowed.join(", ")
+            ));
+        }
+        if items[..i].contains(item) {
+            return Err(format!("{name} lists '{item}' twice in '{value}'"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a topic's default for `name` comes from: the broker's own setting when that differs
+/// from the built-in default (so a value set to the built-in default reads as DEFAULT).
+pub fn default_source(name: &str, defaults: &TopicDefaults) -> i8 {
+    if default_value(name, defaults) == default_value(name, &TopicDefaults::default()) {
+        config_source::DEFAULT
+    } else {
+        config_source::STATIC_BROKER
+    }
+}
+
 /// The broker default of a topic config, as a string.
 pub fn default_value(name: &str, d: &TopicDefaults) -> String {
     match name {
@@ -188,6 +270,9 @@ pub fn default_value(name: &str, d: &TopicDefaults) -> String {
         "segment.ms" => d.log_roll_ms.to_string(),
         "max.message.bytes" => d.message_max_bytes.to_string(),
         "message.timestamp.type" => d.log_message_timestamp_type.clone(),
+        // Kafka 4's defaults (KIP-937): any past timestamp, at most an hour ahead.
+        "message.timestamp.before.max.ms" => i64::MAX.to_string(),
+        "message.timestamp.after.max.ms" => "3600000".into(),
         "flush.messages" => d.log_flush_interval_messages.to_string(),
         "flush.ms" => d.log_flush_interval_ms.to_string(),
         "index.interval.bytes" => "4096".into(),
@@ -227,6 +312,13 @@ impl EffectiveConfig<'_> {
 
     pub fn log_append_time(&self) -> bool {
         self.get("message.timestamp.type") == "LogAppendTime"
+    }
+
+    /// The accepted CreateTime window around `now`: (earliest, latest).
+    pub fn timestamp_window(&self, now: i64) -> (i64, i64) {
+        let before = self.long("message.timestamp.before.max.ms").max(0);
+        let after = self.long("message.timestamp.after.max.ms").max(0);
+        (now.saturating_sub(before), now.saturating_add(after))
     }
 
     pub fn min_insync_replicas(&self) -> i64 {
@@ -276,6 +368,33 @@ mod tests {
         assert!(check_value("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(check_value("message.timestamp.type", "Now").is_err());
         assert!(check_value("no.such.key", "1").is_err());
+        assert!(check_value("cleanup.policy", "compact").is_ok());
+        assert!(check_value("cleanup.policy", "delete, compact").is_ok());
+        assert!(check_value("cleanup.policy", "compact,compact").is_err());
+        assert!(check_value("cleanup.policy", "").is_err());
+        assert!(check_value("cleanup.policy", "delete,").is_err());
+    }
+
+    #[test]
+    fn broker_defaults_that_differ_are_static() {
+        let mut defaults = TopicDefaults::default();
+        assert_eq!(
+            default_source("retention.ms", &defaults),
+            config_source::DEFAULT
+        );
+        defaults.log_retention_ms = 1000;
+        assert_eq!(
+            default_source("retention.ms", &defaults),
+            config_source::STATIC_BROKER
+        );
+        assert_eq!(
+            default_source("segment.bytes", &defaults),
+            config_source::DEFAULT
+        );
+        assert_eq!(
+            find("cleanup.policy").map(|d| d.kind.config_type()),
+            Some(config_type::LIST)
+        );
     }
 
     #[test]

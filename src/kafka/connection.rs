@@ -15,8 +15,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -69,6 +67,18 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> Clos
                 "frame length {length} outside [8, {max_frame}] (socket.request.max.bytes)"
             ));
         }
+        // Reserve the frame's memory from the broker-wide budget before allocating it; when the
+        // budget is used up this connection waits, and stops reading from its socket.
+        let permits = (length as usize).div_ceil(1024) as u32;
+        let Ok(_memory) = shard
+            .ctx
+            .request_memory
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+        else {
+            return Close::Normal;
+        };
         let mut frame = BytesMut::zeroed(length as usize);
         if let Err(e) = stream.read_exact(&mut frame).await {
             return Close::Io(e);
@@ -92,15 +102,8 @@ async fn process(
     mut frame: Bytes,
     peer: SocketAddr,
 ) -> Result<Option<BytesMut>, String> {
-    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
-    let Ok(key) = ApiKey::try_from(api_key) else {
-        return Err(format!("unknown API key {api_key}"));
-    };
-    let header_version = key.request_header_version(api_version);
-    let header = RequestHeader::decode(&mut frame, header_version)
-        .map_err(|e| format!("malformed {key:?} v{api_version} request header: {e}"))?;
-    tracing::trace!(%peer, ?key, version = api_version, correlation = header.correlation_id, "request");
+    let (key, header) = protocol::kafka::decode_request_header(&mut frame)?;
+    tracing::trace!(%peer, ?key, version = header.request_api_version, correlation = header.correlation_id, "request");
     let body = frame;
     let response = handlers::dispatch(shard, key, &header, body).await?;
     Ok(response)

@@ -3,4 +3,5 @@
 
 pub mod connection;
 pub mod errors;
+pub mod fetch_session;
 pub mod handlers;

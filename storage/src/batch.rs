@@ -178,6 +178,51 @@ impl BatchHeader {
     }
 }
 
+/// A batch whose length, header fields and CRC32C have been checked. Only
+/// [`ValidatedBatch::new`] makes one, so the log appends it without checking it a second time
+/// (the broker validates each produced batch once, where it can answer with an error code).
+#[derive(Debug)]
+pub struct ValidatedBatch {
+    bytes: bytes::BytesMut,
+    header: BatchHeader,
+}
+
+impl ValidatedBatch {
+    pub fn new(bytes: bytes::BytesMut) -> Result<Self, BatchError> {
+        let header = BatchHeader::parse(&bytes)?;
+        Ok(ValidatedBatch { bytes, header })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Stamps the batch with the broker's clock (LogAppendTime): the attribute bit and the max
+    /// timestamp change, and the CRC, which covers both, is recomputed so the batch stays valid.
+    pub fn set_log_append_time(&mut self, now: i64) {
+        let attributes = self.header.attributes | ATTRIBUTE_LOG_APPEND_TIME;
+        self.bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        self.bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&self.bytes[CRC_START..]);
+        self.bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        self.header.attributes = attributes;
+        self.header.max_timestamp = now;
+        self.header.crc = crc;
+    }
+
+    pub(crate) fn into_parts(self) -> (bytes::BytesMut, BatchHeader) {
+        (self.bytes, self.header)
+    }
+}
+
 /// Writes the broker-assigned base offset and leader epoch into a batch's header. Both fields
 /// sit before the CRC'd region, so the batch stays valid.
 pub fn assign(batch: &mut [u8], base_offset: u64, leader_epoch: i32) {
@@ -274,6 +319,17 @@ mod tests {
             (h.base_offset, h.partition_leader_epoch, h.last_offset()),
             (42, 7, 44)
         );
+    }
+
+    #[test]
+    fn log_append_time_keeps_the_batch_valid() {
+        let mut batch =
+            ValidatedBatch::new(bytes::BytesMut::from(&seeded(4, 2, 50, 10)[..])).unwrap();
+        batch.set_log_append_time(1234);
+        let (bytes, header) = batch.into_parts();
+        assert_eq!(BatchHeader::parse(&bytes).unwrap(), header);
+        assert_eq!(header.max_timestamp, 1234);
+        assert!(header.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0);
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl OffsetIndex {
     /// Decodes an index file and checks it against the segment it belongs to; `None` means the
     /// file is unusable and the index must be rebuilt.
     pub fn decode(bytes: &[u8], segment_len: u64, offset_span: u64) -> Option<Self> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -158,7 +158,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8], offset_span: u64) -> Option<Self> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return None;
         }
         let mut index = TimeIndex::default();

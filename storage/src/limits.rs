@@ -55,8 +55,8 @@ const _: () = assert!(
     DIRECT_IO_ALIGNMENT >= 512,
     "O_DIRECT needs at least sector alignment"
 );
-const _: () = assert!(WRITE_CHUNK_BYTES % DIRECT_IO_ALIGNMENT == 0);
-const _: () = assert!(RECOVERY_READ_BYTES % DIRECT_IO_ALIGNMENT == 0);
+const _: () = assert!(WRITE_CHUNK_BYTES.is_multiple_of(DIRECT_IO_ALIGNMENT));
+const _: () = assert!(RECOVERY_READ_BYTES.is_multiple_of(DIRECT_IO_ALIGNMENT));
 const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN as usize >= 2 * DIRECT_IO_ALIGNMENT);
 

@@ -164,7 +164,7 @@ async fn disk_full_then_space_freed(backend: Backend, mountpoint: &Path) {
             Err(e) => break ("append", e),
         }
         i += 1;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             match log.flush().await {
                 Ok(durable) => {
                     assert_eq!(durable, log.log_end_offset());

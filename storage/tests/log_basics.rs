@@ -178,3 +178,48 @@ fn segment_ms_rolls_by_age() {
         assert_eq!(read_all(&log, 0).await.len(), 4);
     });
 }
+
+#[test]
+fn set_config_applies_to_the_next_append_and_rejects_invalid_values() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let big = LogConfig {
+            segment_bytes: 1024 * 1024,
+            ..small_segments()
+        };
+        let log = open(dir.path(), big.clone(), &backend).await;
+        for i in 0..8 {
+            log.append(batch(i, 1, 4000), 0).unwrap();
+        }
+        log.flush().await.unwrap();
+        assert_eq!(log.stats().segments, 1, "32 KiB fits one 1 MiB segment");
+
+        // An invalid config is refused and the current one stays.
+        let invalid = LogConfig {
+            segment_bytes: 1,
+            ..big.clone()
+        };
+        assert!(matches!(
+            log.set_config(invalid),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        assert_eq!(log.config().segment_bytes, 1024 * 1024);
+
+        // Smaller segments: the next appends roll.
+        let small = LogConfig {
+            segment_bytes: storage::limits::SEGMENT_BYTES_MIN,
+            ..big
+        };
+        log.set_config(small.clone()).unwrap();
+        assert_eq!(log.config().segment_bytes, small.segment_bytes);
+        for i in 8..16 {
+            log.append(batch(i, 1, 4000), 0).unwrap();
+        }
+        log.flush().await.unwrap();
+        assert!(log.stats().segments > 2, "{:?}", log.stats());
+        assert_eq!(read_all(&log, 0).await.len(), 16);
+        log.close().await.unwrap();
+        let log = open(dir.path(), small, &backend).await;
+        assert_eq!(read_all(&log, 0).await.len(), 16, "rolled segments reopen");
+    });
+}

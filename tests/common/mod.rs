@@ -141,3 +141,55 @@ impl Drop for TestBroker {
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends one Kafka request on a fresh connection and decodes the answer, for APIs rdkafka does
+/// not expose: `[length | request header | body]` out, `[length | response header | body]` in.
+pub fn send_request<Req, Resp>(
+    addr: &str,
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use std::io::{Read, Write};
+
+    const CORRELATION_ID: i32 = 4242;
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(CORRELATION_ID)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-tests")));
+    let mut frame = bytes::BytesMut::new();
+    header
+        .encode(&mut frame, Req::header_version(version))
+        .unwrap();
+    req.encode(&mut frame, version).unwrap();
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(&i32::try_from(frame.len()).unwrap().to_be_bytes())
+        .unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut answer = vec![0u8; usize::try_from(i32::from_be_bytes(length)).unwrap()];
+    stream.read_exact(&mut answer).unwrap();
+
+    let mut answer = bytes::Bytes::from(answer);
+    let response_header =
+        ResponseHeader::decode(&mut answer, api_key.response_header_version(version)).unwrap();
+    assert_eq!(response_header.correlation_id, CORRELATION_ID);
+    let response = Resp::decode(&mut answer, version).unwrap();
+    assert!(
+        answer.is_empty(),
+        "{} bytes left after the {api_key:?} v{version} response",
+        answer.len()
+    );
+    response
+}

@@ -1,8 +1,6 @@
 //! Fetch: read committed batches from each partition's shard, long-polling (`max_wait_ms`) until
-//! `min_bytes` are available, honouring per-partition and per-response byte limits.
-//!
-//! Sessions (KIP-227): the broker answers with session id 0, which tells clients to keep
-//! sending full fetch requests; incremental sessions are not implemented yet.
+//! `min_bytes` are available, honouring per-partition and per-response byte limits, with
+//! incremental fetch sessions (KIP-227, see `fetch_session.rs`).
 
 use std::time::Duration;
 
@@ -13,8 +11,9 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{ApiSupport, RequestContext};
+use super::{str_bytes, ApiSupport, RequestContext};
 use crate::kafka::errors::storage_error_code;
+use crate::kafka::fetch_session::{FetchTarget, SessionMode, TopicKey};
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::Fetch,
@@ -25,14 +24,11 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
-/// One requested partition, resolved against the metadata.
+/// One partition to read, resolved against the metadata.
 #[derive(Debug, Clone)]
 struct Wanted {
-    topic_index: usize,
+    target: FetchTarget,
     topic_id: Option<Uuid>,
-    partition: i32,
-    offset: i64,
-    max_bytes: usize,
 }
 
 /// What one partition read returned.
@@ -60,44 +56,93 @@ impl Read {
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
-    let broker = &ctx.shard.ctx;
-    let snapshot = broker.metadata.load_full();
     let by_id = ctx.version >= 13;
-    let mut topics_out: Vec<(TopicName, Uuid)> = Vec::new();
-    let mut wanted = Vec::new();
-    for topic in &request.topics {
-        let info = if by_id {
-            snapshot.topic_by_id(&topic.topic_id)
+    let key = |name: &TopicName, id: Uuid| TopicKey {
+        name: if by_id {
+            String::new()
         } else {
-            snapshot.topic(&topic.topic.0)
-        };
-        topics_out.push((topic.topic.clone(), topic.topic_id));
-        for p in &topic.partitions {
-            let valid = info.filter(|t| p.partition >= 0 && p.partition < t.partitions);
-            wanted.push(Wanted {
-                topic_index: topics_out.len() - 1,
-                topic_id: valid.map(|t| t.id),
+            name.0.to_string()
+        },
+        id: if by_id { id } else { Uuid::nil() },
+    };
+    let requested: Vec<FetchTarget> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| FetchTarget {
+                topic: key(&t.topic, t.topic_id),
                 partition: p.partition,
                 offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-            });
+                max_bytes: p.partition_max_bytes,
+            })
+        })
+        .collect();
+    let forgotten: Vec<(TopicKey, i32)> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (key(&t.topic, t.topic_id), *p))
+        })
+        .collect();
+    // Sessions are for consumers; a request from a follower replica would not use them.
+    let begun = ctx.shard.fetch_sessions.borrow_mut().begin(
+        request.session_id,
+        request.session_epoch,
+        requested,
+        forgotten,
+    );
+    let (mode, targets) = match begun {
+        Ok(begun) => begun,
+        Err(code) => {
+            return FetchResponse::default()
+                .with_error_code(code.code())
+                .with_session_id(0)
         }
-    }
+    };
+    let snapshot = ctx.shard.ctx.metadata.load_full();
+    let wanted: Vec<Wanted> = targets
+        .into_iter()
+        .map(|target| {
+            let info = if by_id {
+                snapshot.topic_by_id(&target.topic.id)
+            } else {
+                snapshot.topic(&target.topic.name)
+            };
+            let topic_id = info
+                .filter(|t| target.partition >= 0 && target.partition < t.partitions)
+                .map(|t| t.id);
+            Wanted { target, topic_id }
+        })
+        .collect();
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes > 0 {
         request.max_bytes as usize
     } else {
         usize::MAX
     };
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
-    let mut shutdown = broker.shutdown.clone();
-    let reads = loop {
-        let reads = read_all(ctx, &wanted).await;
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let reads = read_until_enough(ctx, &wanted, min_bytes, wait).await;
+    build_response(ctx, mode, &wanted, reads, max_bytes, by_id)
+}
+
+/// Reads every partition, and again whenever a high watermark moves, until `min_bytes` are
+/// there, an error occurred, or `wait` is over.
+async fn read_until_enough(
+    ctx: &RequestContext<'_>,
+    wanted: &[Wanted],
+    min_bytes: usize,
+    wait: Duration,
+) -> Vec<Read> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shutdown = ctx.shard.ctx.shutdown.clone();
+    loop {
+        let reads = read_all(ctx, wanted).await;
         let total: usize = reads.iter().map(|r| r.bytes).sum();
         let failed = reads.iter().any(|r| r.error.is_some());
         if total >= min_bytes.max(1) || failed || tokio::time::Instant::now() >= deadline {
-            break reads;
+            return reads;
         }
         let mut watches: Vec<_> = reads.into_iter().filter_map(|r| r.watch).collect();
         if watches.is_empty() {
@@ -114,8 +159,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
         }
-    };
-    build_response(ctx, topics_out, &wanted, reads, max_bytes, by_id)
+    }
 }
 
 async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
@@ -131,11 +175,16 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
                 };
                 return Read::error(code);
             };
-            let owner = broker.shards.owner(&topic_id, w.partition);
+            let (index, offset, max_bytes) = (
+                w.target.partition,
+                w.target.offset,
+                w.target.max_bytes.max(0) as usize,
+            );
+            let owner = broker.shards.owner(&topic_id, index);
             broker
                 .shards
                 .call(owner, move |shard| async move {
-                    let Some(partition) = shard.partition(&topic_id, w.partition) else {
+                    let Some(partition) = shard.partition(&topic_id, index) else {
                         return Read::error(ResponseError::NotLeaderOrFollower);
                     };
                     // Subscribe before reading, so data committed in between still wakes us.
@@ -150,14 +199,14 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
                         bytes: 0,
                         watch: Some(watch),
                     };
-                    if w.offset < 0 {
+                    if offset < 0 {
                         return Read {
                             error: Some(ResponseError::OffsetOutOfRange),
                             ..base
                         };
                     }
                     match log
-                        .read(w.offset as u64, w.max_bytes.max(1), high_watermark)
+                        .read(offset as u64, max_bytes.max(1), high_watermark)
                         .await
                     {
                         Ok(read) => {
@@ -183,15 +232,16 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
 
 fn build_response(
     ctx: &RequestContext<'_>,
-    topics: Vec<(TopicName, Uuid)>,
+    mode: SessionMode,
     wanted: &[Wanted],
     reads: Vec<Read>,
     max_bytes: usize,
     by_id: bool,
 ) -> FetchResponse {
-    let mut partitions: Vec<Vec<PartitionData>> = vec![Vec::new(); topics.len()];
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut budget = max_bytes;
     let mut first = true;
+    let mut sessions = ctx.shard.fetch_sessions.borrow_mut();
     for (w, read) in wanted.iter().zip(reads) {
         // KIP-74: the first non-empty partition is returned even if it alone exceeds max_bytes.
         let records = if read.bytes > 0 && (first || read.bytes <= budget) {
@@ -201,33 +251,50 @@ fn build_response(
         } else {
             Bytes::new()
         };
-        partitions[w.topic_index].push(
-            PartitionData::default()
-                .with_partition_index(w.partition)
-                .with_error_code(read.error.map(|e| e.code()).unwrap_or(0))
-                .with_high_watermark(read.high_watermark)
-                .with_last_stable_offset(read.high_watermark)
-                .with_log_start_offset(read.log_start_offset)
-                .with_aborted_transactions(Some(Vec::new()))
-                .with_records(Some(records)),
-        );
-    }
-    let responses = topics
-        .into_iter()
-        .zip(partitions)
-        .map(|((name, id), partitions)| {
-            let topic = FetchableTopicResponse::default().with_partitions(partitions);
+        let news = !records.is_empty() || read.error.is_some();
+        if !sessions.note_sent(
+            mode,
+            &w.target,
+            read.high_watermark,
+            read.log_start_offset,
+            news,
+        ) {
+            continue;
+        }
+        let partition = PartitionData::default()
+            .with_partition_index(w.target.partition)
+            .with_error_code(read.error.map(|e| e.code()).unwrap_or(0))
+            .with_high_watermark(read.high_watermark)
+            .with_last_stable_offset(read.high_watermark)
+            .with_log_start_offset(read.log_start_offset)
+            .with_aborted_transactions(Some(Vec::new()))
+            .with_records(Some(records));
+        let same_topic = topics.last().is_some_and(|t| {
             if by_id {
-                topic.with_topic_id(id)
+                t.topic_id == w.target.topic.id
             } else {
-                topic.with_topic(name)
+                t.topic.0.as_str() == w.target.topic.name
             }
-        })
-        .collect();
-    let _ = ctx;
+        });
+        if !same_topic {
+            let topic = FetchableTopicResponse::default();
+            topics.push(if by_id {
+                topic.with_topic_id(w.target.topic.id)
+            } else {
+                topic.with_topic(TopicName(str_bytes(w.target.topic.name.clone())))
+            });
+        }
+        if let Some(topic) = topics.last_mut() {
+            topic.partitions.push(partition);
+        }
+    }
+    let session_id = match mode {
+        SessionMode::Sessionless => 0,
+        SessionMode::Full { id } | SessionMode::Incremental { id } => id,
+    };
     FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(responses)
+        .with_session_id(session_id)
+        .with_responses(topics)
 }
 
 fn concat(batches: &[Bytes], total: usize) -> Bytes {

@@ -5,12 +5,20 @@
 //! A handler turns a decoded request into a response value (no sockets), so it can be tested
 //! directly; `dispatch` does the decoding and encoding around it.
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod describe_log_dirs;
 mod fetch;
+mod incremental_alter_configs;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::rc::Rc;
@@ -40,6 +48,14 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api_versions::SUPPORT,
     create_topics::SUPPORT,
     delete_topics::SUPPORT,
+    create_partitions::SUPPORT,
+    delete_records::SUPPORT,
+    describe_log_dirs::SUPPORT,
+    offset_for_leader_epoch::SUPPORT,
+    describe_cluster::SUPPORT,
+    describe_configs::SUPPORT,
+    alter_configs::SUPPORT,
+    incremental_alter_configs::SUPPORT,
 ];
 
 pub fn support(key: ApiKey) -> Option<ApiSupport> {
@@ -50,7 +66,6 @@ pub fn support(key: ApiKey) -> Option<ApiSupport> {
 #[derive(Debug)]
 pub struct RequestContext<'a> {
     pub shard: &'a Rc<Shard>,
-    pub header: &'a RequestHeader,
     pub version: i16,
 }
 
@@ -63,23 +78,21 @@ pub async fn dispatch(
     body: Bytes,
 ) -> Result<Option<BytesMut>, String> {
     let version = header.request_api_version;
+    // Produce v0-v2 are advertised (librdkafka needs them listed) but carry message formats
+    // older than v2, which are never stored: answered UNSUPPORTED_VERSION in their own format.
+    if key == ApiKey::Produce && (0..3).contains(&version) {
+        return Ok(Some(produce::legacy_unsupported(header, body)?));
+    }
     let supported = support(key).filter(|s| (s.min..=s.max).contains(&version));
     if supported.is_none() {
         return match key {
             // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION in v0
             // format, so the client can retry with a version it finds in the list.
             ApiKey::ApiVersions => Ok(Some(api_versions::unsupported_version(header)?)),
-            ApiKey::Produce if (0..3).contains(&version) => {
-                Ok(Some(produce::legacy_unsupported(header, body)?))
-            }
             _ => Err(format!("{key:?} v{version} is not supported")),
         };
     }
-    let ctx = RequestContext {
-        shard,
-        header,
-        version,
-    };
+    let ctx = RequestContext { shard, version };
     macro_rules! route {
         ($request:ty, $handler:path) => {{
             let request = decode::<$request>(key, body, version)?;
@@ -113,12 +126,44 @@ pub async fn dispatch(
             kafka_protocol::messages::DeleteTopicsRequest,
             delete_topics::handle
         ),
+        ApiKey::CreatePartitions => route!(
+            kafka_protocol::messages::CreatePartitionsRequest,
+            create_partitions::handle
+        ),
+        ApiKey::DeleteRecords => route!(
+            kafka_protocol::messages::DeleteRecordsRequest,
+            delete_records::handle
+        ),
+        ApiKey::DescribeLogDirs => route!(
+            kafka_protocol::messages::DescribeLogDirsRequest,
+            describe_log_dirs::handle
+        ),
+        ApiKey::OffsetForLeaderEpoch => route!(
+            kafka_protocol::messages::OffsetForLeaderEpochRequest,
+            offset_for_leader_epoch::handle
+        ),
+        ApiKey::DescribeCluster => route!(
+            kafka_protocol::messages::DescribeClusterRequest,
+            describe_cluster::handle
+        ),
+        ApiKey::DescribeConfigs => route!(
+            kafka_protocol::messages::DescribeConfigsRequest,
+            describe_configs::handle
+        ),
+        ApiKey::AlterConfigs => route!(
+            kafka_protocol::messages::AlterConfigsRequest,
+            alter_configs::handle
+        ),
+        ApiKey::IncrementalAlterConfigs => route!(
+            kafka_protocol::messages::IncrementalAlterConfigsRequest,
+            incremental_alter_configs::handle
+        ),
         other => Err(format!("{other:?} is listed as supported but has no route")),
     }
 }
 
-fn decode<T: Decodable>(key: ApiKey, mut body: Bytes, version: i16) -> Result<T, String> {
-    T::decode(&mut body, version).map_err(|e| format!("malformed {key:?} v{version} request: {e}"))
+fn decode<T: Decodable>(key: ApiKey, body: Bytes, version: i16) -> Result<T, String> {
+    protocol::kafka::decode_body(key, body, version)
 }
 
 /// Encodes `[length | response header | body]`.

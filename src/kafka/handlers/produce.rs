@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
-use storage::batch::{BatchHeader, ATTRIBUTE_LOG_APPEND_TIME};
+use storage::batch::{BatchHeader, ValidatedBatch};
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::now_ms;
@@ -152,6 +152,11 @@ async fn produce_partition(
         Ok(batches) => batches,
         Err(outcome) => return outcome,
     };
+    if log_append_time.is_none() {
+        if let Err(outcome) = check_timestamps(&batches, config.timestamp_window(now_ms())) {
+            return outcome;
+        }
+    }
     let owner = broker.shards.owner(&info.id, index);
     let topic_id = info.id;
     let result = broker
@@ -197,7 +202,7 @@ fn split_and_validate(
     max_message_bytes: usize,
     segment_bytes: u64,
     log_append_time: Option<i64>,
-) -> Result<Vec<BytesMut>, Outcome> {
+) -> Result<Vec<ValidatedBatch>, Outcome> {
     let Some(mut records) = records.filter(|r| !r.is_empty()) else {
         return Err(Outcome::error(
             ResponseError::InvalidRecord,
@@ -231,34 +236,48 @@ fn split_and_validate(
                 format!("batch of {total} bytes exceeds max.message.bytes {max_message_bytes}"),
             ));
         }
+        // The one copy of the produced bytes: out of the request frame into a batch the log can
+        // stamp with its offset. Validated here, once: the log trusts a ValidatedBatch.
         let raw = records.split_to(total);
-        let header = BatchHeader::parse(&raw).map_err(|e| {
+        let mut batch = ValidatedBatch::new(BytesMut::from(&raw[..])).map_err(|e| {
             let code = storage_error_code(&storage::StorageError::InvalidBatch(e.clone()));
             Outcome::error(code, e.to_string())
         })?;
-        if header.is_control() {
+        if batch.header().is_control() {
             return Err(Outcome::error(
                 ResponseError::InvalidRecord,
                 "clients may not write control batches",
             ));
         }
-        let mut batch = BytesMut::from(&raw[..]);
         if let Some(now) = log_append_time {
-            set_log_append_time(&mut batch, now);
+            batch.set_log_append_time(now);
         }
         batches.push(batch);
     }
     Ok(batches)
 }
 
-/// Marks a batch LogAppendTime with the broker's clock: the attribute bit and max timestamp
-/// change, so the CRC (which covers both) is recomputed.
-fn set_log_append_time(batch: &mut BytesMut, now: i64) {
-    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTRIBUTE_LOG_APPEND_TIME;
-    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-    batch[35..43].copy_from_slice(&now.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+/// With CreateTime, every batch's timestamps must lie in the topic's window
+/// (`message.timestamp.before.max.ms` / `after.max.ms`). Checked on the batch header: the first
+/// and the largest timestamp, without decompressing records.
+fn check_timestamps(
+    batches: &[ValidatedBatch],
+    (earliest, latest): (i64, i64),
+) -> Result<(), Outcome> {
+    for batch in batches {
+        let header = batch.header();
+        let out_of_window = |ts: i64| ts >= 0 && (ts < earliest || ts > latest);
+        if out_of_window(header.base_timestamp) || out_of_window(header.max_timestamp) {
+            return Err(Outcome::error(
+                ResponseError::InvalidTimestamp,
+                format!(
+                    "batch timestamps {}..{} fall outside [{earliest}, {latest}] (message.timestamp.before/after.max.ms)",
+                    header.base_timestamp, header.max_timestamp
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Answers a Produce v0-v2 request with UNSUPPORTED_VERSION for every partition, encoding the
@@ -367,10 +386,18 @@ mod tests {
     }
 
     #[test]
-    fn log_append_time_keeps_the_batch_valid() {
+    fn timestamps_outside_the_window_are_refused() {
+        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30, None).unwrap();
+        assert!(check_timestamps(&batches, (0, 10)).is_ok());
+        let err = check_timestamps(&batches, (6, 10)).unwrap_err();
+        assert_eq!(err.error, Some(ResponseError::InvalidTimestamp));
+        assert!(check_timestamps(&batches, (0, 4)).is_err());
+    }
+
+    #[test]
+    fn log_append_time_is_applied() {
         let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30, Some(1234)).unwrap();
-        let header = BatchHeader::parse(&batches[0]).unwrap();
-        assert_eq!(header.max_timestamp, 1234);
-        assert!(header.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0);
+        assert_eq!(batches[0].header().max_timestamp, 1234);
+        assert!(batches[0].header().attributes & storage::batch::ATTRIBUTE_LOG_APPEND_TIME != 0);
     }
 }

@@ -211,18 +211,19 @@ impl PartitionLog {
             let mut new_start = inner.log_start_offset;
             let (mut deleted, mut bytes) = (0, 0);
             let active = inner.segments.keys().next_back().copied();
+            let (retention_ms, retention_bytes) = {
+                let config = self.config.borrow();
+                (config.retention_ms, config.retention_bytes)
+            };
             for seg in inner.segments.values() {
                 if Some(seg.base_offset) == active || !seg.is_closed() {
                     break;
                 }
-                let expired = self.config.retention_ms.is_some_and(|ms| {
+                let expired = retention_ms.is_some_and(|ms| {
                     seg.max_timestamp != i64::MIN
                         && seg.max_timestamp < now.saturating_sub(ms as i64)
                 });
-                let oversized = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|max| total - seg.size >= max);
+                let oversized = retention_bytes.is_some_and(|max| total - seg.size >= max);
                 if !(expired || oversized) {
                     break;
                 }

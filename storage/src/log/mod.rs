@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use crate::aligned::AlignedBuf;
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, ValidatedBatch};
 use crate::cache::{CachedBatch, TailCache};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
@@ -86,7 +86,9 @@ pub struct LogStats {
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
-    config: LogConfig,
+    /// Replaceable at run time ([`PartitionLog::set_config`]). Borrowed only for the length of
+    /// one expression, never across an `.await`, so a config change can never meet a live borrow.
+    config: RefCell<LogConfig>,
     backend: Backend,
     inner: RefCell<Inner>,
     /// Serialises flushes and maintenance; FIFO, so a flush that queues behind another covers
@@ -119,8 +121,11 @@ pub(crate) struct Inner {
     active_started_ms: Option<i64>,
 }
 
-/// Spare staging chunks kept per log, so steady appends do not allocate.
-const CHUNK_POOL_MAX: usize = 2;
+/// Spare staging chunks kept per log, so steady appends do not allocate (and fault in) fresh
+/// memory: after each flush the pool keeps up to as many bytes as that flush wrote, so a busy
+/// partition recycles its chunks and a quiet one holds little.
+const CHUNK_POOL_MAX: usize = 16;
+const CHUNK_POOL_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -143,7 +148,7 @@ impl PartitionLog {
         let inner = recovery::recover(&dir, &config, &backend).await?;
         Ok(PartitionLog {
             dir,
-            config,
+            config: RefCell::new(config),
             backend,
             inner: RefCell::new(inner),
             io_lock: tokio::sync::Mutex::new(()),
@@ -154,8 +159,23 @@ impl PartitionLog {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// A copy of the current configuration (a copy, because [`PartitionLog::set_config`] may
+    /// replace it at any time).
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Replaces the configuration of an open log (a topic config change). Validated like at
+    /// `open`; an invalid config leaves the current one in place.
+    ///
+    /// Every setting is read where it is used, so the new values apply from the next append
+    /// (segment.bytes, segment.ms, index.interval.bytes), flush decision (flush policy) or
+    /// retention pass. The active segment is not rolled by the change itself. `cache_bytes`
+    /// sizes the tail cache when the log is opened and only takes effect on the next open.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate().map_err(StorageError::InvalidArgument)?;
+        *self.config.borrow_mut() = config;
+        Ok(())
     }
 
     /// Name of the I/O backend in use (`io_uring` or `posix`).
@@ -260,8 +280,13 @@ impl PartitionLog {
     /// The batch is validated (length, magic, record counts, CRC32C); its base offset and
     /// partition leader epoch fields are overwritten (both outside the CRC). The batch is
     /// readable when this returns and durable after a later `flush`.
-    pub fn append(&self, mut batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
-        let header = BatchHeader::parse(&batch)?;
+    pub fn append(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_validated(ValidatedBatch::new(batch)?, leader_epoch)
+    }
+
+    /// `append` for a batch that was validated already.
+    pub fn append_validated(&self, batch: ValidatedBatch, leader_epoch: i32) -> Result<AppendInfo> {
+        let (mut batch, header) = batch.into_parts();
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         inner.check_writable()?;
@@ -299,7 +324,7 @@ impl PartitionLog {
             next_offset,
             header.max_timestamp,
             len,
-            self.config.index_interval_bytes,
+            self.config.borrow().index_interval_bytes,
         );
         let Some(staging) = active.staging.as_mut() else {
             unreachable!("the active segment always has a staging buffer")
@@ -339,16 +364,17 @@ impl PartitionLog {
         if active.is_empty() {
             return;
         }
-        let too_big = active.size + len > self.config.segment_bytes;
+        let (segment_bytes, segment_ms) = {
+            let config = self.config.borrow();
+            (config.segment_bytes, config.segment_ms)
+        };
+        let too_big = active.size + len > segment_bytes;
         let too_many_offsets = next_offset - active.base_offset > SEGMENT_OFFSET_SPAN_MAX;
         let started = inner
             .active_started_ms
             .or(active.first_batch_timestamp)
             .unwrap_or(now);
-        let too_old = self
-            .config
-            .segment_ms
-            .is_some_and(|ms| now.saturating_sub(started) >= ms as i64);
+        let too_old = segment_ms.is_some_and(|ms| now.saturating_sub(started) >= ms as i64);
         if !(too_big || too_many_offsets || too_old) {
             return;
         }
@@ -420,7 +446,8 @@ impl PartitionLog {
 
     /// `None` = flush now regardless of time (policy Always); `Some(d)` = due in `d`.
     fn flush_due_in(&self, inner: &Inner) -> Option<Duration> {
-        match self.config.flush {
+        let flush = self.config.borrow().flush;
+        match flush {
             FlushPolicy::Always => None,
             FlushPolicy::Interval {
                 messages,
@@ -502,10 +529,19 @@ impl PartitionLog {
             res.map_err(|e| self.poison(&format!("write {}", file.path().display()), e))?;
             {
                 let mut inner = self.inner.borrow_mut();
+                let budget = chunks
+                    .iter()
+                    .map(|c| c.capacity())
+                    .sum::<usize>()
+                    .min(CHUNK_POOL_BYTES_MAX);
+                let mut pooled: usize = inner.chunk_pool.iter().map(|c| c.capacity()).sum();
                 for mut chunk in chunks {
-                    if inner.chunk_pool.len() >= CHUNK_POOL_MAX {
+                    if inner.chunk_pool.len() >= CHUNK_POOL_MAX
+                        || pooled + chunk.capacity() > budget
+                    {
                         break;
                     }
+                    pooled += chunk.capacity();
                     chunk.clear();
                     inner.chunk_pool.push(chunk);
                 }
@@ -597,8 +633,12 @@ impl PartitionLog {
         else {
             return Ok(created);
         };
-        let cap = align_up(self.config.segment_bytes).max(need);
-        let wanted = (need + self.config.preallocate_bytes).min(cap).max(need);
+        let (segment_bytes, preallocate_bytes) = {
+            let config = self.config.borrow();
+            (config.segment_bytes, config.preallocate_bytes)
+        };
+        let cap = align_up(segment_bytes).max(need);
+        let wanted = (need + preallocate_bytes).min(cap).max(need);
         let result = match file.allocate(allocated, wanted - allocated).await {
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && wanted > need => file
                 .allocate(allocated, need - allocated)

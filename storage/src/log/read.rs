@@ -259,11 +259,8 @@ impl PartitionLog {
         let file_pos = align_down(position);
         let skew = (position - file_pos) as usize;
         // Learn the size of the batch at `position` first if it may exceed the read.
-        let mut want = self
-            .config
-            .read_ahead_bytes
-            .max(max_bytes.min(BATCH_BYTES_MAX))
-            + skew;
+        let read_ahead_bytes = self.config.borrow().read_ahead_bytes;
+        let mut want = read_ahead_bytes.max(max_bytes.min(BATCH_BYTES_MAX)) + skew;
         let readable_end = align_up(target.readable_len);
         want = want.min((readable_end - file_pos) as usize);
         let mut data = self.read_exact_window(target, file_pos, want).await?;
