@@ -23,30 +23,28 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
-    let repeated = repeated_resources(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let key = (resource.resource_type, resource.resource_name.to_string());
-        let outcome = if repeated.contains(&key) {
-            Err(repeated_resource_error(&key.1))
-        } else {
-            alter_resource(ctx, resource, request.validate_only).await
-        };
-        let response = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err(e) => response
-                .with_error_code(e.code.code())
-                .with_error_message(Some(str_bytes(e.message))),
-        });
-    }
+    let outcomes = alter_each(
+        &request.resources,
+        |r| (r.resource_type, r.resource_name.to_string()),
+        |r| alter_resource(ctx, r, request.validate_only),
+    )
+    .await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(resource, outcome)| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(str_bytes(e.message))),
+            }
+        })
+        .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -85,9 +83,33 @@ fn new_overrides(resource: &AlterConfigsResource) -> Result<BTreeMap<String, Str
     Ok(overrides)
 }
 
+/// Alters each resource in turn; a resource named twice in one request is refused (the answer
+/// could not say which entry an error belongs to). Shared by AlterConfigs and
+/// IncrementalAlterConfigs.
+pub async fn alter_each<'a, R, Fut>(
+    resources: &'a [R],
+    key: impl Fn(&R) -> (i8, String),
+    alter: impl Fn(&'a R) -> Fut,
+) -> Vec<Result<(), TopicError>>
+where
+    Fut: std::future::Future<Output = Result<(), TopicError>>,
+{
+    let repeated = repeated_resources(resources.iter().map(&key));
+    let mut outcomes = Vec::with_capacity(resources.len());
+    for resource in resources {
+        let name = key(resource);
+        outcomes.push(if repeated.contains(&name) {
+            Err(repeated_resource_error(&name.1))
+        } else {
+            alter(resource).await
+        });
+    }
+    outcomes
+}
+
 /// Resources (type, name) that appear more than once: each such entry is refused, since the
 /// answer could not say which one an error belongs to.
-pub fn repeated_resources(
+fn repeated_resources(
     resources: impl Iterator<Item = (i8, String)>,
 ) -> std::collections::HashSet<(i8, String)> {
     let mut counts: HashMap<(i8, String), usize> = HashMap::new();
@@ -101,7 +123,7 @@ pub fn repeated_resources(
         .collect()
 }
 
-pub fn repeated_resource_error(name: &str) -> TopicError {
+fn repeated_resource_error(name: &str) -> TopicError {
     TopicError::new(
         ResponseError::InvalidRequest,
         format!("resource '{name}' appears more than once in the request"),

@@ -13,9 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
-use super::alter_configs::{
-    broker_configs_are_static, repeated_key_error, repeated_resource_error, repeated_resources,
-};
+use super::alter_configs::{alter_each, broker_configs_are_static, repeated_key_error};
 use super::describe_configs::{unsupported_resource, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::topic_config::{self, default_value, list_items, Kind};
@@ -41,30 +39,28 @@ pub async fn handle(
     ctx: &RequestContext<'_>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let repeated = repeated_resources(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let key = (resource.resource_type, resource.resource_name.to_string());
-        let outcome = if repeated.contains(&key) {
-            Err(repeated_resource_error(&key.1))
-        } else {
-            alter_resource(ctx, resource, request.validate_only).await
-        };
-        let response = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err(e) => response
-                .with_error_code(e.code.code())
-                .with_error_message(Some(str_bytes(e.message))),
-        });
-    }
+    let outcomes = alter_each(
+        &request.resources,
+        |r| (r.resource_type, r.resource_name.to_string()),
+        |r| alter_resource(ctx, r, request.validate_only),
+    )
+    .await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(resource, outcome)| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(str_bytes(e.message))),
+            }
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
