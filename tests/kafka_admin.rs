@@ -592,7 +592,7 @@ async fn api_versions_lists_the_admin_apis() {
         (ApiKey::DeleteRecords, 0, 2),
         (ApiKey::DescribeLogDirs, 1, 4),
         (ApiKey::OffsetForLeaderEpoch, 2, 4),
-        (ApiKey::DescribeCluster, 0, 1),
+        (ApiKey::DescribeCluster, 0, 2),
     ] {
         let listed = response
             .api_keys

@@ -10,7 +10,7 @@ use super::{ApiSupport, RequestContext, SUPPORTED};
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::ApiVersions,
     min: 0,
-    max: 3,
+    max: 4,
 };
 
 fn api_keys() -> Vec<ApiVersion> {

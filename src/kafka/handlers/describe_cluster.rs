@@ -11,7 +11,7 @@ use super::{str_bytes, ApiSupport, RequestContext};
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::DescribeCluster,
     min: 0,
-    max: 1,
+    max: 2,
 };
 
 /// KIP-919 endpoint types.

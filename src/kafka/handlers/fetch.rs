@@ -18,7 +18,7 @@ use crate::kafka::fetch_session::{FetchTarget, SessionMode, TopicKey};
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::Fetch,
     min: 4,
-    max: 16,
+    max: 17,
 };
 
 /// Longest long-poll honoured, whatever the client asks.

@@ -16,13 +16,15 @@ use crate::partition::LEADER_EPOCH;
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::ListOffsets,
     min: 1,
-    max: 8,
+    max: 10,
 };
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// The newest offset in tiered storage (KIP-1005); there is none, so nothing is found.
+const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = &ctx.shard.ctx;
@@ -75,6 +77,7 @@ async fn lookup(log: &storage::PartitionLog, timestamp: i64) -> Result<(i64, i64
     match timestamp {
         LATEST => Ok((-1, high_watermark)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset() as i64)),
+        LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => match log.max_timestamp() {
             Some((ts, batch_offset)) => {
                 let read = log

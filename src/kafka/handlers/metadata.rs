@@ -19,7 +19,7 @@ use crate::topics::{create_topic, NewTopic, TopicError};
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::Metadata,
     min: 0,
-    max: 12,
+    max: 13,
 };
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
