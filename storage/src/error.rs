@@ -65,6 +65,8 @@ impl fmt::Display for BatchError {
     }
 }
 
+impl std::error::Error for BatchError {}
+
 /// Every error the storage crate returns.
 #[derive(Debug)]
 pub enum StorageError {

@@ -22,6 +22,7 @@
 
 pub mod aligned;
 pub mod batch;
+mod buffer_pool;
 mod cache;
 pub mod config;
 pub mod error;

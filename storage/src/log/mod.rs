@@ -91,6 +91,8 @@ pub struct PartitionLog {
     config: RefCell<LogConfig>,
     backend: Backend,
     inner: RefCell<Inner>,
+    /// Cold-read buffers, recycled when the bytes handed out are dropped.
+    read_buffers: crate::buffer_pool::BufferPool,
     /// Serialises flushes and maintenance; FIFO, so a flush that queues behind another covers
     /// everything its waiters appended (group commit).
     io_lock: tokio::sync::Mutex<()>,
@@ -126,6 +128,9 @@ pub(crate) struct Inner {
 /// partition recycles its chunks and a quiet one holds little.
 const CHUNK_POOL_MAX: usize = 16;
 const CHUNK_POOL_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Cold-read buffers kept per log: enough for a read-ahead window in use while the next one
+/// is read.
+const READ_BUFFERS_MAX: usize = 4;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -151,6 +156,7 @@ impl PartitionLog {
             config: RefCell::new(config),
             backend,
             inner: RefCell::new(inner),
+            read_buffers: crate::buffer_pool::BufferPool::new(READ_BUFFERS_MAX),
             io_lock: tokio::sync::Mutex::new(()),
         })
     }

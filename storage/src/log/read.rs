@@ -10,7 +10,6 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::{Inner, PartitionLog, TimestampMatch};
-use crate::aligned::AlignedBuf;
 use crate::batch::BatchHeader;
 use crate::error::{Result, StorageError};
 use crate::io::File;
@@ -286,12 +285,12 @@ impl PartitionLog {
         file_pos: u64,
         len: usize,
     ) -> Result<Bytes> {
-        let buf = AlignedBuf::with_capacity(align_up(len as u64) as usize);
+        let buf = self.read_buffers.take(align_up(len as u64) as usize);
         let (res, buf) = target.file.read_at(buf, file_pos).await;
         let n =
             res.map_err(|e| StorageError::io(format!("read {}", target.file.path().display()), e))?;
         let valid = (n as u64).min(target.readable_len.saturating_sub(file_pos)) as usize;
-        Ok(Bytes::from_owner(buf).slice(0..valid))
+        Ok(self.read_buffers.freeze(buf, valid))
     }
 
     fn corrupt(&self, target: &ColdTarget, position: u64, reason: String) -> StorageError {
