@@ -88,8 +88,8 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> Clos
             Ok(response) => response,
             Err(reason) => return Close::Protocol(reason),
         };
-        if let Some(response) = response {
-            if let Err(e) = stream.write_all(&response).await {
+        if let Some(segments) = response {
+            if let Err(e) = write_segments(&mut stream, segments).await {
                 return Close::Io(e);
             }
         }
@@ -101,10 +101,43 @@ async fn process(
     shard: &Rc<Shard>,
     mut frame: Bytes,
     peer: SocketAddr,
-) -> Result<Option<BytesMut>, String> {
+) -> Result<Option<Vec<Bytes>>, String> {
     let (key, header) = protocol::kafka::decode_request_header(&mut frame)?;
     tracing::trace!(%peer, ?key, version = header.request_api_version, correlation = header.correlation_id, "request");
     let body = frame;
     let response = handlers::dispatch(shard, key, &header, body).await?;
     Ok(response)
+}
+
+/// Segments passed to one `writev`.
+const IOV_MAX_PER_WRITE: usize = 64;
+
+/// Writes response segments with vectored writes, resuming after partial writes.
+async fn write_segments(stream: &mut TcpStream, mut segments: Vec<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    let mut first = 0;
+    while first < segments.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
+            .iter()
+            .take(IOV_MAX_PER_WRITE)
+            .map(|s| std::io::IoSlice::new(s))
+            .collect();
+        let mut written = stream.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && first < segments.len() {
+            let segment = &mut segments[first];
+            let step = written.min(segment.len());
+            segment.advance(step);
+            written -= step;
+            if segment.is_empty() {
+                first += 1;
+            }
+        }
+        while first < segments.len() && segments[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
 }

@@ -3,5 +3,6 @@
 
 pub mod connection;
 pub mod errors;
+pub mod fetch_encoding;
 pub mod fetch_session;
 pub mod handlers;

@@ -20,14 +20,20 @@ pub(crate) struct BufferPool {
 
 impl BufferPool {
     pub fn new(max_buffers: usize) -> Self {
-        BufferPool { free: Arc::default(), max_buffers }
+        BufferPool {
+            free: Arc::default(),
+            max_buffers,
+        }
     }
 
     /// A buffer of at least `capacity` bytes, recycled when one fits.
     pub fn take(&self, capacity: usize) -> AlignedBuf {
         if let Ok(mut free) = self.free.lock() {
             // Reuse only buffers that are not wastefully large for this read.
-            if let Some(at) = free.iter().position(|b| b.capacity() >= capacity && b.capacity() <= capacity * 2) {
+            if let Some(at) = free
+                .iter()
+                .position(|b| b.capacity() >= capacity && b.capacity() <= capacity * 2)
+            {
                 let mut buf = free.swap_remove(at);
                 buf.clear();
                 return buf;
@@ -39,7 +45,11 @@ impl BufferPool {
     /// Freezes the first `len` bytes of `buf` into `Bytes` that return `buf` here when dropped.
     pub fn freeze(&self, buf: AlignedBuf, len: usize) -> Bytes {
         let len = len.min(buf.len());
-        let owner = Pooled { buf: Some(buf), pool: Arc::downgrade(&self.free), max_buffers: self.max_buffers };
+        let owner = Pooled {
+            buf: Some(buf),
+            pool: Arc::downgrade(&self.free),
+            max_buffers: self.max_buffers,
+        };
         Bytes::from_owner(owner).slice(0..len)
     }
 }
@@ -58,7 +68,9 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) else { return };
+        let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) else {
+            return;
+        };
         let Ok(mut free) = pool.lock() else { return };
         if free.len() < self.max_buffers {
             free.push(buf);
@@ -82,6 +94,10 @@ mod tests {
         assert_eq!(&slice[..], &[7u8; 10]);
         drop(slice);
         assert_eq!(pool.take(8192).as_slice().as_ptr(), address, "recycled");
-        assert_ne!(pool.take(8192).capacity(), 0, "a fresh one when the pool is empty");
+        assert_ne!(
+            pool.take(8192).capacity(),
+            0,
+            "a fresh one when the pool is empty"
+        );
     }
 }

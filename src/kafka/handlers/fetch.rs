@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{str_bytes, ApiSupport, RequestContext};
+use super::{ApiSupport, RequestContext};
 use crate::kafka::errors::storage_error_code;
+use crate::kafka::fetch_encoding::{FetchOut, PartitionOut, TopicOut};
 use crate::kafka::fetch_session::{FetchTarget, SessionMode, TopicKey};
 
 pub const SUPPORT: ApiSupport = ApiSupport {
@@ -55,7 +55,7 @@ impl Read {
     }
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchOut {
     let by_id = ctx.version >= 13;
     let key = |name: &TopicName, id: Uuid| TopicKey {
         name: if by_id {
@@ -96,9 +96,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
     let (mode, targets) = match begun {
         Ok(begun) => begun,
         Err(code) => {
-            return FetchResponse::default()
-                .with_error_code(code.code())
-                .with_session_id(0)
+            return FetchOut {
+                error_code: code.code(),
+                ..FetchOut::default()
+            };
         }
     };
     let snapshot = ctx.shard.ctx.metadata.load_full();
@@ -124,7 +125,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
     };
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let reads = read_until_enough(ctx, &wanted, min_bytes, wait).await;
-    build_response(ctx, mode, &wanted, reads, max_bytes, by_id)
+    build_response(ctx, mode, &wanted, reads, max_bytes)
 }
 
 /// Reads every partition, and again whenever a high watermark moves, until `min_bytes` are
@@ -236,9 +237,8 @@ fn build_response(
     wanted: &[Wanted],
     reads: Vec<Read>,
     max_bytes: usize,
-    by_id: bool,
-) -> FetchResponse {
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+) -> FetchOut {
+    let mut topics: Vec<TopicOut> = Vec::new();
     let mut budget = max_bytes;
     let mut first = true;
     let mut sessions = ctx.shard.fetch_sessions.borrow_mut();
@@ -247,9 +247,9 @@ fn build_response(
         let records = if read.bytes > 0 && (first || read.bytes <= budget) {
             first = false;
             budget = budget.saturating_sub(read.bytes);
-            concat(&read.batches, read.bytes)
+            read.batches
         } else {
-            Bytes::new()
+            Vec::new()
         };
         let news = !records.is_empty() || read.error.is_some();
         if !sessions.note_sent(
@@ -261,27 +261,24 @@ fn build_response(
         ) {
             continue;
         }
-        let partition = PartitionData::default()
-            .with_partition_index(w.target.partition)
-            .with_error_code(read.error.map(|e| e.code()).unwrap_or(0))
-            .with_high_watermark(read.high_watermark)
-            .with_last_stable_offset(read.high_watermark)
-            .with_log_start_offset(read.log_start_offset)
-            .with_aborted_transactions(Some(Vec::new()))
-            .with_records(Some(records));
-        let same_topic = topics.last().is_some_and(|t| {
-            if by_id {
-                t.topic_id == w.target.topic.id
-            } else {
-                t.topic.0.as_str() == w.target.topic.name
-            }
-        });
+        let partition = PartitionOut {
+            index: w.target.partition,
+            error_code: read.error.map(|e| e.code()).unwrap_or(0),
+            high_watermark: read.high_watermark,
+            last_stable_offset: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            aborted_transactions: Some(Vec::new()),
+            preferred_read_replica: -1,
+            records,
+        };
+        let same_topic = topics
+            .last()
+            .is_some_and(|t| t.name == w.target.topic.name && t.id == w.target.topic.id);
         if !same_topic {
-            let topic = FetchableTopicResponse::default();
-            topics.push(if by_id {
-                topic.with_topic_id(w.target.topic.id)
-            } else {
-                topic.with_topic(TopicName(str_bytes(w.target.topic.name.clone())))
+            topics.push(TopicOut {
+                name: w.target.topic.name.clone(),
+                id: w.target.topic.id,
+                partitions: Vec::new(),
             });
         }
         if let Some(topic) = topics.last_mut() {
@@ -292,18 +289,9 @@ fn build_response(
         SessionMode::Sessionless => 0,
         SessionMode::Full { id } | SessionMode::Incremental { id } => id,
     };
-    FetchResponse::default()
-        .with_session_id(session_id)
-        .with_responses(topics)
-}
-
-fn concat(batches: &[Bytes], total: usize) -> Bytes {
-    if let [one] = batches {
-        return one.clone();
+    FetchOut {
+        session_id,
+        topics,
+        ..FetchOut::default()
     }
-    let mut out = BytesMut::with_capacity(total);
-    for b in batches {
-        out.extend_from_slice(b);
-    }
-    out.freeze()
 }

@@ -70,25 +70,30 @@ pub struct RequestContext<'a> {
 }
 
 /// Decodes, handles and encodes one request. `Err` closes the connection (malformed or
-/// unsupported request); `Ok(None)` sends nothing (produce with acks=0).
+/// unsupported request); `Ok(None)` sends nothing (produce with acks=0). A response is a list
+/// of segments written with one vectored write.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     key: ApiKey,
     header: &RequestHeader,
     body: Bytes,
-) -> Result<Option<BytesMut>, String> {
+) -> Result<Option<Vec<Bytes>>, String> {
     let version = header.request_api_version;
     // Produce v0-v2 are advertised (librdkafka needs them listed) but carry message formats
     // older than v2, which are never stored: answered UNSUPPORTED_VERSION in their own format.
     if key == ApiKey::Produce && (0..3).contains(&version) {
-        return Ok(Some(produce::legacy_unsupported(header, body)?));
+        return Ok(Some(vec![
+            produce::legacy_unsupported(header, body)?.freeze()
+        ]));
     }
     let supported = support(key).filter(|s| (s.min..=s.max).contains(&version));
     if supported.is_none() {
         return match key {
             // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION in v0
             // format, so the client can retry with a version it finds in the list.
-            ApiKey::ApiVersions => Ok(Some(api_versions::unsupported_version(header)?)),
+            ApiKey::ApiVersions => Ok(Some(vec![
+                api_versions::unsupported_version(header)?.freeze()
+            ])),
             _ => Err(format!("{key:?} v{version} is not supported")),
         };
     }
@@ -97,18 +102,27 @@ pub async fn dispatch(
         ($request:ty, $handler:path) => {{
             let request = decode::<$request>(key, body, version)?;
             let response = $handler(&ctx, request).await;
-            Ok(Some(encode(key, header, &response)?))
+            Ok(Some(vec![encode(key, header, &response)?.freeze()]))
         }};
     }
     match key {
         ApiKey::Produce => {
             let request = decode::<kafka_protocol::messages::ProduceRequest>(key, body, version)?;
             match produce::handle(&ctx, request).await {
-                Some(response) => Ok(Some(encode(key, header, &response)?)),
+                Some(response) => Ok(Some(vec![encode(key, header, &response)?.freeze()])),
                 None => Ok(None),
             }
         }
-        ApiKey::Fetch => route!(kafka_protocol::messages::FetchRequest, fetch::handle),
+        ApiKey::Fetch => {
+            // Fetch has its own encoder, which splices record batches in without copying them.
+            let request = decode::<kafka_protocol::messages::FetchRequest>(key, body, version)?;
+            let response = fetch::handle(&ctx, request).await;
+            Ok(Some(crate::kafka::fetch_encoding::encode(
+                header.correlation_id,
+                version,
+                &response,
+            )))
+        }
         ApiKey::ListOffsets => route!(
             kafka_protocol::messages::ListOffsetsRequest,
             list_offsets::handle
