@@ -28,6 +28,7 @@ const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = &ctx.shard.ctx;
+    let version = ctx.version;
     let snapshot = broker.metadata.load_full();
     let mut topics = Vec::new();
     for topic in &request.topics {
@@ -53,10 +54,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
                     .await
                     .unwrap_or(Err(ResponseError::NotLeaderOrFollower));
                 match found {
+                    // The leader epoch exists from v4; earlier versions must leave it unset.
                     Ok((ts, offset)) => response
                         .with_timestamp(ts)
                         .with_offset(offset)
-                        .with_leader_epoch(LEADER_EPOCH),
+                        .with_leader_epoch(if version >= 4 { LEADER_EPOCH } else { -1 }),
                     Err(code) => response.with_error_code(code.code()),
                 }
             }
