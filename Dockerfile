@@ -11,7 +11,8 @@ COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 USER sluice
 WORKDIR /var/lib/sluice
 VOLUME ["/var/lib/sluice"]
-# Kafka, native protocol, admin HTTP (used once `sluice serve` exists).
+# Kafka, native protocol (later), admin HTTP.
 EXPOSE 9092 9192 9644
 ENTRYPOINT ["/usr/local/bin/sluice"]
-CMD ["--help"]
+# Set SLUICE_ADVERTISED_KAFKA to the address clients use to reach the container.
+CMD ["serve", "--data-dir", "/var/lib/sluice", "--kafka-listen", "0.0.0.0:9092", "--admin-listen", "0.0.0.0:9644"]

@@ -357,14 +357,25 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The host:port clients are told to use.
+    /// The host:port clients are told to use: `advertised-kafka` when set; else the bound
+    /// address, except that a wildcard bind (0.0.0.0 or ::) advertises this machine's host name,
+    /// since clients cannot connect to a wildcard.
     pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
         if let Some(adv) = &self.advertised_kafka {
             if let Some((host, port)) = adv.rsplit_once(':') {
                 if let Ok(port) = port.parse() {
-                    return (host.to_owned(), port);
+                    return (host.trim_matches(|c| c == '[' || c == ']').to_owned(), port);
                 }
             }
+        }
+        if bound.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            tracing::warn!(%host, "listening on a wildcard address without --advertised-kafka; advertising the host name");
+            return (host, bound.port() as i32);
         }
         (bound.ip().to_string(), bound.port() as i32)
     }
