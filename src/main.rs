@@ -6,6 +6,7 @@ mod admin;
 mod broker;
 mod cluster;
 mod config;
+mod group;
 mod inspect;
 mod kafka;
 mod partition;

@@ -78,6 +78,11 @@ impl ShardSet {
         (ShardSet { inboxes }, receivers)
     }
 
+    /// How many shards there are.
+    pub fn count(&self) -> usize {
+        self.inboxes.len()
+    }
+
     /// The shard that owns a partition.
     pub fn owner(&self, topic_id: &Uuid, partition: i32) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -124,6 +129,8 @@ pub struct Shard {
     pub metadata_store: RefCell<Option<Rc<MetadataStore>>>,
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: RefCell<crate::kafka::fetch_session::FetchSessions>,
+    /// Consumer groups coordinated by this shard (those of its `__consumer_offsets` partitions).
+    pub groups: crate::group::Coordinator,
 }
 
 impl Shard {
@@ -135,6 +142,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             metadata_store: RefCell::new(None),
             fetch_sessions: RefCell::new(Default::default()),
+            groups: Default::default(),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         shard

@@ -167,6 +167,13 @@ pub async fn open_partition(
         tracing::error!(topic = %topic.name, partition = index, error = %e, "cannot open partition log");
         TopicError::new(ResponseError::KafkaStorageError, e.to_string())
     })?;
+    if topic.name == crate::group::OFFSETS_TOPIC && shard.partition(&topic.id, index).is_none() {
+        // Groups and offsets are in memory before the partition (and so the coordinator) is
+        // reachable.
+        crate::group::load_partition(shard, &log)
+            .await
+            .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
+    }
     if shard.partition(&topic.id, index).is_none() {
         shard.insert_partition(Partition::new(
             Arc::from(topic.name.as_str()),

@@ -13,13 +13,22 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod describe_log_dirs;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use std::rc::Rc;
 
@@ -56,6 +65,15 @@ pub const SUPPORTED: &[ApiSupport] = &[
     describe_configs::SUPPORT,
     alter_configs::SUPPORT,
     incremental_alter_configs::SUPPORT,
+    find_coordinator::SUPPORT,
+    join_group::SUPPORT,
+    sync_group::SUPPORT,
+    heartbeat::SUPPORT,
+    leave_group::SUPPORT,
+    offset_commit::SUPPORT,
+    offset_fetch::SUPPORT,
+    list_groups::SUPPORT,
+    describe_groups::SUPPORT,
 ];
 
 pub fn support(key: ApiKey) -> Option<ApiSupport> {
@@ -171,6 +189,48 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => route!(
             kafka_protocol::messages::IncrementalAlterConfigsRequest,
             incremental_alter_configs::handle
+        ),
+        ApiKey::FindCoordinator => route!(
+            kafka_protocol::messages::FindCoordinatorRequest,
+            find_coordinator::handle
+        ),
+        ApiKey::JoinGroup => {
+            let request = decode::<kafka_protocol::messages::JoinGroupRequest>(key, body, version)?;
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            let response = join_group::handle(&ctx, request, client_id).await;
+            Ok(Some(vec![encode(key, header, &response)?.freeze()]))
+        }
+        ApiKey::SyncGroup => route!(
+            kafka_protocol::messages::SyncGroupRequest,
+            sync_group::handle
+        ),
+        ApiKey::Heartbeat => route!(
+            kafka_protocol::messages::HeartbeatRequest,
+            heartbeat::handle
+        ),
+        ApiKey::LeaveGroup => route!(
+            kafka_protocol::messages::LeaveGroupRequest,
+            leave_group::handle
+        ),
+        ApiKey::OffsetCommit => route!(
+            kafka_protocol::messages::OffsetCommitRequest,
+            offset_commit::handle
+        ),
+        ApiKey::OffsetFetch => route!(
+            kafka_protocol::messages::OffsetFetchRequest,
+            offset_fetch::handle
+        ),
+        ApiKey::ListGroups => route!(
+            kafka_protocol::messages::ListGroupsRequest,
+            list_groups::handle
+        ),
+        ApiKey::DescribeGroups => route!(
+            kafka_protocol::messages::DescribeGroupsRequest,
+            describe_groups::handle
         ),
         other => Err(format!("{other:?} is listed as supported but has no route")),
     }

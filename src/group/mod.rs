@@ -1,0 +1,337 @@
+//! The group coordinator (DESIGN.md §6): Kafka's classic consumer group protocol and committed
+//! offsets, durable in the internal topic `__consumer_offsets`.
+//!
+//! A group belongs to partition `abs(javaHashCode(group id)) % OFFSETS_PARTITIONS` of
+//! `__consumer_offsets` (created with `cleanup.policy=compact` on first use), and its state
+//! lives on the shard owning that partition, in [`Coordinator`]; handlers reach it with
+//! [`on_coordinator`] (`ShardSet::call`). Offset commits and group metadata are records in that
+//! partition (formats in [`codec`]), appended with `Partition::append` and made durable with
+//! `Partition::commit` before the answer; when the shard opens the partition at start-up
+//! [`load_partition`] replays it, the latest record per key winning.
+//!
+//! Each group with members has a timer task on its shard (ticking every [`TICK`]) that expires
+//! silent members and overdue rebalances. Static membership and KIP-848 are not implemented.
+
+pub mod codec;
+pub mod state;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use protocol::records::{decode_records, BatchBuilder, Record};
+use storage::batch::ValidatedBatch;
+
+use self::codec::{OffsetValue, RecordKey};
+use self::state::{Group, GroupState};
+use crate::cluster::metadata::{now_ms, TopicInfo};
+use crate::partition::Partition;
+use crate::shard::{BrokerContext, Shard};
+use crate::topics::{create_topic, NewTopic};
+
+/// The internal topic holding offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Its partition count (Kafka's offsets.topic.num.partitions, 50 there).
+pub const OFFSETS_PARTITIONS: i32 = 8;
+/// How often a group's timer looks for expired members and overdue rebalances.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Kafka's offset.metadata.max.bytes.
+pub const OFFSET_METADATA_MAX: usize = 4096;
+/// Most groups one shard coordinates (new ones are refused beyond it).
+pub const MAX_GROUPS_PER_SHARD: usize = 100_000;
+/// Records per batch appended to `__consumer_offsets`.
+const RECORDS_PER_BATCH: usize = 1000;
+
+/// The groups coordinated by one shard.
+#[derive(Debug, Default)]
+pub struct Coordinator {
+    pub groups: RefCell<HashMap<String, Group>>,
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units).
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka's `Utils.abs(hash) % partitions`).
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    (java_hash(group) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// The offsets topic, created on first use.
+pub async fn offsets_topic(ctx: &Arc<BrokerContext>) -> Result<Arc<TopicInfo>, ResponseError> {
+    if let Some(topic) = ctx.metadata.load().topic(OFFSETS_TOPIC) {
+        return Ok(topic.clone());
+    }
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_owned(),
+        partitions: OFFSETS_PARTITIONS,
+        replication_factor: 1,
+        configs: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+    };
+    match create_topic(ctx, topic).await {
+        Ok(info) => Ok(info),
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => ctx
+            .metadata
+            .load()
+            .topic(OFFSETS_TOPIC)
+            .cloned()
+            .ok_or(ResponseError::CoordinatorNotAvailable),
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot create {OFFSETS_TOPIC}");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+/// Checks a group id from a client.
+pub fn check_group_id(group: &str) -> Result<(), ResponseError> {
+    if group.is_empty() || group.len() > state::MAX_ID_LEN {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `f` on the shard coordinating `group`, with the group's `__consumer_offsets`
+/// partition.
+pub async fn on_coordinator<R, F, Fut>(
+    ctx: &Arc<BrokerContext>,
+    group: &str,
+    f: F,
+) -> Result<R, ResponseError>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<Shard>, Rc<Partition>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+{
+    let topic = offsets_topic(ctx).await?;
+    let index = partition_for(group, topic.partitions);
+    let owner = ctx.shards.owner(&topic.id, index);
+    let topic_id = topic.id;
+    ctx.shards
+        .call(owner, move |shard| async move {
+            match shard.partition(&topic_id, index) {
+                Some(partition) => Ok(f(shard, partition).await),
+                None => Err(ResponseError::CoordinatorNotAvailable),
+            }
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+}
+
+/// Appends records to a `__consumer_offsets` partition and waits until they are durable;
+/// returns the offset of the first.
+pub async fn append_records(
+    partition: &Partition,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<u64, ResponseError> {
+    let timestamp = now_ms();
+    let mut batches = Vec::new();
+    for chunk in records.chunks(RECORDS_PER_BATCH) {
+        let mut builder = BatchBuilder::new();
+        for (key, value) in chunk {
+            builder.push(Record {
+                key: Some(key.clone()),
+                value: value.clone(),
+                headers: Vec::new(),
+                timestamp,
+            });
+        }
+        let bytes: BytesMut = builder.build();
+        let batch = ValidatedBatch::new(bytes).map_err(|e| {
+            tracing::error!(error = %e, "built an invalid {OFFSETS_TOPIC} batch");
+            ResponseError::UnknownServerError
+        })?;
+        batches.push(batch);
+    }
+    if batches.is_empty() {
+        return Ok(partition.log.log_end_offset());
+    }
+    let (first, end) = partition.append(batches).map_err(|e| {
+        tracing::warn!(error = %e, "{OFFSETS_TOPIC} append failed");
+        ResponseError::CoordinatorNotAvailable
+    })?;
+    partition.commit(end).await.map_err(|e| {
+        tracing::warn!(error = %e, "{OFFSETS_TOPIC} commit failed");
+        ResponseError::CoordinatorNotAvailable
+    })?;
+    Ok(first)
+}
+
+/// Replays one `__consumer_offsets` partition into this shard's coordinator (at open, before
+/// the partition is reachable).
+pub async fn load_partition(shard: &Shard, log: &storage::PartitionLog) -> Result<(), String> {
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    let mut records = 0usize;
+    while offset < end {
+        let read = log
+            .read(offset, 1 << 20, u64::MAX)
+            .await
+            .map_err(|e| format!("cannot read {OFFSETS_TOPIC}: {e}"))?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in &read.batches {
+            let decoded = match decode_records(batch) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable {OFFSETS_TOPIC} batch");
+                    continue;
+                }
+            };
+            for record in decoded {
+                if record.offset < offset as i64 {
+                    continue;
+                }
+                records += 1;
+                apply_record(shard, record.offset as u64, record.key, record.value);
+            }
+        }
+        offset = read.next_offset.max(offset + 1);
+    }
+    tracing::debug!(
+        shard = shard.id,
+        records,
+        "{OFFSETS_TOPIC} partition replayed"
+    );
+    Ok(())
+}
+
+fn apply_record(shard: &Shard, log_offset: u64, key: Option<Bytes>, value: Option<Bytes>) {
+    let Some(key) = key else { return };
+    let key = match RecordKey::decode(key) {
+        Ok(Some(key)) => key,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(offset = log_offset, error = %e, "bad {OFFSETS_TOPIC} key");
+            return;
+        }
+    };
+    let mut groups = shard.groups.groups.borrow_mut();
+    match key {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        } => {
+            let value = match value.map(OffsetValue::decode).transpose() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(offset = log_offset, error = %e, "bad {OFFSETS_TOPIC} offset value");
+                    return;
+                }
+            };
+            groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(group))
+                .apply_offset(topic, partition, value, log_offset);
+        }
+        RecordKey::Group { group } => {
+            let value = match value.map(codec::GroupValue::decode).transpose() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(offset = log_offset, error = %e, "bad {OFFSETS_TOPIC} group value");
+                    return;
+                }
+            };
+            groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(group))
+                .apply_metadata(value, log_offset);
+        }
+    }
+}
+
+/// Starts the group's timer task unless it runs already.
+pub fn ensure_timer(shard: &Rc<Shard>, group_id: &str) {
+    {
+        let mut groups = shard.groups.groups.borrow_mut();
+        let Some(group) = groups.get_mut(group_id) else {
+            return;
+        };
+        if group.timer {
+            return;
+        }
+        group.timer = true;
+    }
+    let shard = shard.clone();
+    let id = group_id.to_owned();
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(TICK).await;
+            let keep = {
+                let mut groups = shard.groups.groups.borrow_mut();
+                match groups.get_mut(&id) {
+                    Some(group) => {
+                        let keep = group.tick(Instant::now());
+                        if !keep {
+                            group.timer = false;
+                            // Nothing to remember (no offsets, never synced): forget it.
+                            if group.offsets.is_empty() && group.metadata_offset.is_none() {
+                                groups.remove(&id);
+                            }
+                        }
+                        keep
+                    }
+                    None => false,
+                }
+            };
+            if !keep {
+                break;
+            }
+        }
+    });
+}
+
+/// The groups of this shard as (id, protocol type, state) for ListGroups.
+pub fn list_local(shard: &Shard) -> Vec<(String, String, &'static str)> {
+    shard
+        .groups
+        .groups
+        .borrow()
+        .values()
+        .map(|g| {
+            (
+                g.id.clone(),
+                g.protocol_type.clone().unwrap_or_default(),
+                g.state.name(),
+            )
+        })
+        .collect()
+}
+
+/// A group's state name for clients ("Dead" when it does not exist).
+pub fn state_name(state: Option<GroupState>) -> &'static str {
+    state.map(GroupState::name).unwrap_or("Dead")
+}
+
+/// The wire code of an outcome (0 for success).
+pub fn code(outcome: Result<(), ResponseError>) -> i16 {
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => e.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_partitions_like_kafka() {
+        // Java: "hello".hashCode() == 99162322, "polygenelubricants".hashCode() == i32::MIN.
+        assert_eq!(java_hash("hello"), 99_162_322);
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("hello", 50), 99_162_322 % 50);
+        assert!((0..8).contains(&partition_for("any-group", 8)));
+    }
+}

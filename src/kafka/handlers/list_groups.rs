@@ -1,0 +1,53 @@
+//! ListGroups: every group coordinated here (asked of each shard), filtered by state (v4+)
+//! and type (v5+; all groups are "classic").
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{ApiKey, ListGroupsRequest, ListGroupsResponse};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::group;
+
+pub const SUPPORT: ApiSupport = ApiSupport {
+    key: ApiKey::ListGroups,
+    min: 0,
+    max: 5,
+};
+
+pub async fn handle(ctx: &RequestContext<'_>, request: ListGroupsRequest) -> ListGroupsResponse {
+    let broker = &ctx.shard.ctx;
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+        return ListGroupsResponse::default();
+    }
+    let calls = (0..broker.shards.count()).map(|target| {
+        broker
+            .shards
+            .call(target, |shard| async move { group::list_local(&shard) })
+    });
+    let mut groups = Vec::new();
+    for listed in futures::future::join_all(calls).await.into_iter().flatten() {
+        for (id, protocol_type, state) in listed {
+            if !states.is_empty() && !states.iter().any(|s| *s == state.to_ascii_lowercase()) {
+                continue;
+            }
+            groups.push(
+                ListedGroup::default()
+                    .with_group_id(str_bytes(id).into())
+                    .with_protocol_type(str_bytes(protocol_type))
+                    .with_group_state(str_bytes(state))
+                    .with_group_type(str_bytes("classic")),
+            );
+        }
+    }
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    ListGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,179 @@
+//! OffsetCommit: checks the member and generation (generation -1 with no member id commits
+//! for a group without members, as simple consumers do), appends one record per partition to
+//! the group's `__consumer_offsets` partition and answers once they are durable.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+
+use super::{ApiSupport, RequestContext};
+use crate::cluster::metadata::now_ms;
+use crate::group::codec::{OffsetValue, RecordKey};
+use crate::group::state::{Group, GroupState};
+use crate::group::{self, OFFSET_METADATA_MAX};
+use crate::partition::Partition;
+use crate::shard::Shard;
+
+pub const SUPPORT: ApiSupport = ApiSupport {
+    key: ApiKey::OffsetCommit,
+    min: 2,
+    max: 9,
+};
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let broker = &ctx.shard.ctx;
+    let snapshot = broker.metadata.load_full();
+    // Per partition: Ok(value to store) or the error to answer with.
+    let mut plan: Plan = Vec::new();
+    let now = now_ms();
+    for topic in &request.topics {
+        let name = topic.name.to_string();
+        let known = snapshot.topic(&name).map(|t| t.partitions);
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let value = if !known.is_some_and(|n| (0..n).contains(&p.partition_index)) {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > OFFSET_METADATA_MAX {
+                    Err(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    Ok(OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata,
+                        timestamp: now,
+                    })
+                };
+                (p.partition_index, value)
+            })
+            .collect();
+        plan.push((name, partitions));
+    }
+    let outcome = match group::check_group_id(&request.group_id) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let id = request.group_id.to_string();
+            let generation = request.generation_id_or_member_epoch;
+            let member = request.member_id.to_string();
+            let plan = plan.clone();
+            group::on_coordinator(broker, &id.clone(), move |shard, partition| {
+                commit(shard, partition, id, generation, member, plan)
+            })
+            .await
+            .and_then(|r| r)
+        }
+    };
+    let topics = plan
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, value)| {
+                    let code = match (&outcome, value) {
+                        (_, Err(e)) => e.code(),
+                        (Err(e), _) => e.code(),
+                        (Ok(()), Ok(_)) => 0,
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(super::str_bytes(name).into())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+type Plan = Vec<(String, Vec<(i32, Result<OffsetValue, ResponseError>)>)>;
+
+async fn commit(
+    shard: Rc<Shard>,
+    partition: Rc<Partition>,
+    id: String,
+    generation: i32,
+    member_id: String,
+    plan: Plan,
+) -> Result<(), ResponseError> {
+    check_member(&shard, &id, generation, &member_id)?;
+    let mut records = Vec::new();
+    let mut applied = Vec::new();
+    for (topic, partitions) in plan {
+        for (index, value) in partitions {
+            let Ok(value) = value else { continue };
+            let key = RecordKey::Offset {
+                group: id.clone(),
+                topic: topic.clone(),
+                partition: index,
+            };
+            records.push((key.encode(), Some(value.encode())));
+            applied.push((topic.clone(), index, value));
+        }
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    let first = group::append_records(&partition, records).await?;
+    let mut groups = shard.groups.groups.borrow_mut();
+    if !groups.contains_key(&id) && groups.len() >= group::MAX_GROUPS_PER_SHARD {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    let group = groups
+        .entry(id.clone())
+        .or_insert_with(|| Group::new(id.clone()));
+    for (i, (topic, index, value)) in applied.into_iter().enumerate() {
+        group.apply_offset(topic, index, Some(value), first + i as u64);
+    }
+    Ok(())
+}
+
+fn check_member(
+    shard: &Shard,
+    id: &str,
+    generation: i32,
+    member_id: &str,
+) -> Result<(), ResponseError> {
+    let mut groups = shard.groups.groups.borrow_mut();
+    let group = groups.get_mut(id);
+    if generation < 0 && member_id.is_empty() {
+        // A simple consumer (manual assignment): only for groups without members.
+        return match group {
+            Some(g) if !g.members.is_empty() => Err(ResponseError::UnknownMemberId),
+            _ => Ok(()),
+        };
+    }
+    let group = group.ok_or(ResponseError::IllegalGeneration)?;
+    let current = group.generation;
+    let state = group.state;
+    let member = group
+        .members
+        .get_mut(member_id)
+        .ok_or(ResponseError::UnknownMemberId)?;
+    if generation != current {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    member.last_seen = Instant::now();
+    match state {
+        GroupState::Stable => Ok(()),
+        GroupState::PreparingRebalance | GroupState::CompletingRebalance => {
+            Err(ResponseError::RebalanceInProgress)
+        }
+        GroupState::Empty => Err(ResponseError::UnknownMemberId),
+    }
+}

@@ -1,0 +1,177 @@
+//! OffsetFetch: committed offsets of a group (v8+: of several groups); all of a group's
+//! partitions when `topics` is null. Partitions without a commit answer offset -1.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::group::{self, codec::OffsetValue};
+
+pub const SUPPORT: ApiSupport = ApiSupport {
+    key: ApiKey::OffsetFetch,
+    min: 1,
+    max: 9,
+};
+
+/// Most groups answered in one v8+ request.
+const MAX_GROUPS: usize = 10_000;
+
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+type Found = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    if ctx.version >= 8 {
+        let mut groups = Vec::new();
+        for g in request.groups.iter().take(MAX_GROUPS) {
+            let wanted: Wanted = g.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            let result = fetch(ctx, &g.group_id, wanted).await;
+            let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            groups.push(match result {
+                Ok(found) => entry.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(str_bytes(name).into())
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|(index, v)| {
+                                            let (offset, epoch, metadata) = fields(v);
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(index)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(str_bytes(metadata)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+                Err(e) => entry.with_error_code(e.code()),
+            });
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted: Wanted = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    match fetch(ctx, &request.group_id, wanted).await {
+        Ok(found) => OffsetFetchResponse::default().with_topics(
+            found
+                .into_iter()
+                .map(|(name, partitions)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(str_bytes(name).into())
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(index, v)| {
+                                    let (offset, epoch, metadata) = fields(v);
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(str_bytes(metadata)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+        Err(e) if ctx.version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
+        Err(e) => {
+            // v1 has no top-level error: every requested partition carries it.
+            let topics = request
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(
+                            t.partition_indexes
+                                .into_iter()
+                                .map(|index| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(e.code())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetFetchResponse::default().with_topics(topics)
+        }
+    }
+}
+
+fn fields(value: Option<OffsetValue>) -> (i64, i32, String) {
+    match value {
+        Some(v) => (v.offset, v.leader_epoch, v.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+async fn fetch(
+    ctx: &RequestContext<'_>,
+    group_id: &GroupId,
+    wanted: Wanted,
+) -> Result<Found, ResponseError> {
+    group::check_group_id(group_id)?;
+    let id = group_id.to_string();
+    group::on_coordinator(&ctx.shard.ctx, &id.clone(), move |shard, _| async move {
+        let groups = shard.groups.groups.borrow();
+        let group = groups.get(&id);
+        match wanted {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|index| {
+                            let value = group
+                                .and_then(|g| g.offsets.get(&(name.clone(), index)))
+                                .map(|c| c.value.clone());
+                            (index, value)
+                        })
+                        .collect();
+                    (name, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+                if let Some(group) = group {
+                    for ((topic, index), committed) in &group.offsets {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push((*index, Some(committed.value.clone())));
+                    }
+                }
+                by_topic
+                    .into_iter()
+                    .map(|(topic, mut partitions)| {
+                        partitions.sort_by_key(|(index, _)| *index);
+                        (topic, partitions)
+                    })
+                    .collect()
+            }
+        }
+    })
+    .await
+}
