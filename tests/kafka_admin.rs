@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{send_request, TestBroker, TIMEOUT};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -27,18 +25,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewPartitions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 fn producer(broker: &TestBroker) -> FutureProducer {
-    broker
-        .client_config()
-        .set("linger.ms", "0")
-        .set("acks", "all")
-        .create()
-        .unwrap()
+    common::producer(broker, &[("linger.ms", "0"), ("acks", "all")])
 }
 
 /// Sends `count` records to one partition, one batch each, values `{prefix}{i}`.
@@ -60,39 +53,20 @@ async fn produce(broker: &TestBroker, topic: &str, partition: i32, prefix: &str,
 }
 
 fn consumer(broker: &TestBroker, topic: &str, partition: i32, offset: Offset) -> BaseConsumer {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "unused-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, offset).unwrap();
-    consumer.assign(&tpl).unwrap();
-    consumer
+    common::assigned_consumer(broker, topic, partition, offset)
 }
 
 /// Polls until `count` messages arrived: `(offset, value)` each.
 fn consume(consumer: &BaseConsumer, count: usize) -> Vec<(i64, String)> {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let mut out = Vec::new();
-    while out.len() < count {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} of {count} messages arrived",
-            out.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push((
+    common::poll_messages(consumer, count)
+        .iter()
+        .map(|m| {
+            (
                 m.offset(),
-                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
-            )),
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(e)) => panic!("consume error: {e}"),
-        }
-    }
-    out
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn partition_count(broker: &TestBroker, topic: &str) -> usize {

@@ -9,54 +9,20 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{TestBroker, TIMEOUT};
+use common::{producer, TestBroker, TIMEOUT};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
-fn producer(broker: &TestBroker, extra: &[(&str, &str)]) -> FutureProducer {
-    let mut config = broker.client_config();
-    config.set("linger.ms", "5");
-    for (k, v) in extra {
-        config.set(*k, *v);
-    }
-    config.create().unwrap()
-}
-
 fn consumer(broker: &TestBroker, topic: &str, partition: i32, offset: Offset) -> BaseConsumer {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "unused-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, offset).unwrap();
-    consumer.assign(&tpl).unwrap();
-    consumer
+    common::assigned_consumer(broker, topic, partition, offset)
 }
 
-/// Polls until `count` messages arrived (or fails after TIMEOUT).
 fn consume(consumer: &BaseConsumer, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let mut out = Vec::new();
-    while out.len() < count {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} of {count} messages arrived",
-            out.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(m.detach()),
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(e)) => panic!("consume error: {e}"),
-        }
-    }
-    out
+    common::poll_messages(consumer, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,12 +176,7 @@ const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
 fn producer(broker: &TestBroker) -> FutureProducer {
-    broker
-        .client_config()
-        .set("linger.ms", "0")
-        .set("acks", "all")
-        .create()
-        .unwrap()
+    common::producer(broker, &[("linger.ms", "0"), ("acks", "all")])
 }
 
 /// Sends `count` records of `size` bytes to partition 0, one batch each.

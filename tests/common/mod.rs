@@ -193,3 +193,57 @@ where
     );
     response
 }
+
+/// A librdkafka producer on `broker` with `extra` settings over the defaults.
+pub fn producer(broker: &TestBroker, extra: &[(&str, &str)]) -> rdkafka::producer::FutureProducer {
+    let mut config = broker.client_config();
+    config.set("linger.ms", "5");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config.create().unwrap()
+}
+
+/// A consumer assigned to one partition from `offset` (no group membership).
+pub fn assigned_consumer(
+    broker: &TestBroker,
+    topic: &str,
+    partition: i32,
+    offset: rdkafka::Offset,
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = broker
+        .client_config()
+        .set("group.id", "unused-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, offset).unwrap();
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Polls until `count` messages arrived, failing after TIMEOUT.
+pub fn poll_messages(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    count: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::error::KafkaError;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} messages arrived",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("consume error: {e}"),
+        }
+    }
+    out
+}
