@@ -262,27 +262,37 @@ pub fn default_source(name: &str, defaults: &TopicDefaults) -> i8 {
 
 /// The broker default of a topic config, as a string.
 pub fn default_value(name: &str, d: &TopicDefaults) -> String {
+    if let Some(number) = default_number(name, d) {
+        return number.to_string();
+    }
     match name {
         "cleanup.policy" => "delete".into(),
-        "retention.ms" => d.log_retention_ms.to_string(),
-        "retention.bytes" => d.log_retention_bytes.to_string(),
-        "segment.bytes" => d.log_segment_bytes.to_string(),
-        "segment.ms" => d.log_roll_ms.to_string(),
-        "max.message.bytes" => d.message_max_bytes.to_string(),
         "message.timestamp.type" => d.log_message_timestamp_type.clone(),
-        // Kafka 4's defaults (KIP-937): any past timestamp, at most an hour ahead.
-        "message.timestamp.before.max.ms" => i64::MAX.to_string(),
-        "message.timestamp.after.max.ms" => "3600000".into(),
-        "flush.messages" => d.log_flush_interval_messages.to_string(),
-        "flush.ms" => d.log_flush_interval_ms.to_string(),
-        "index.interval.bytes" => "4096".into(),
-        "min.insync.replicas" => "1".into(),
         "compression.type" => "producer".into(),
-        "delete.retention.ms" => "86400000".into(),
         "min.cleanable.dirty.ratio" => "0.5".into(),
         "unclean.leader.election.enable" => "false".into(),
         _ => String::new(),
     }
+}
+
+/// The broker default of a numeric topic config, without formatting it (read per request).
+fn default_number(name: &str, d: &TopicDefaults) -> Option<i64> {
+    Some(match name {
+        "retention.ms" => d.log_retention_ms,
+        "retention.bytes" => d.log_retention_bytes,
+        "segment.bytes" => d.log_segment_bytes,
+        "segment.ms" => d.log_roll_ms,
+        "max.message.bytes" => d.message_max_bytes as i64,
+        // Kafka 4's defaults (KIP-937): any past timestamp, at most an hour ahead.
+        "message.timestamp.before.max.ms" => i64::MAX,
+        "message.timestamp.after.max.ms" => 3_600_000,
+        "flush.messages" => d.log_flush_interval_messages,
+        "flush.ms" => d.log_flush_interval_ms,
+        "index.interval.bytes" => 4096,
+        "min.insync.replicas" => 1,
+        "delete.retention.ms" => 86_400_000,
+        _ => return None,
+    })
 }
 
 /// A topic's settings: its overrides over the broker defaults.
@@ -300,10 +310,13 @@ impl EffectiveConfig<'_> {
             .unwrap_or_else(|| default_value(name, self.defaults))
     }
 
+    /// A numeric setting; allocation-free, since produce reads several per request.
     fn long(&self, name: &str) -> i64 {
-        self.get(name)
-            .parse()
-            .unwrap_or_else(|_| default_value(name, self.defaults).parse().unwrap_or(0))
+        let default = || default_number(name, self.defaults).unwrap_or(0);
+        match self.overrides.get(name) {
+            Some(value) => value.trim().parse().unwrap_or_else(|_| default()),
+            None => default(),
+        }
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -311,7 +324,12 @@ impl EffectiveConfig<'_> {
     }
 
     pub fn log_append_time(&self) -> bool {
-        self.get("message.timestamp.type") == "LogAppendTime"
+        let name = "message.timestamp.type";
+        let value = self
+            .overrides
+            .get(name)
+            .unwrap_or(&self.defaults.log_message_timestamp_type);
+        value == "LogAppendTime"
     }
 
     /// The accepted CreateTime window around `now`: (earliest, latest).

@@ -79,9 +79,16 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> Clos
         else {
             return Close::Normal;
         };
-        let mut frame = BytesMut::zeroed(length as usize);
-        if let Err(e) = stream.read_exact(&mut frame).await {
-            return Close::Io(e);
+        // Read into uninitialised capacity (no zero-fill pass over every produced byte), never
+        // past this frame: the next one stays in the socket.
+        let mut frame = BytesMut::with_capacity(length as usize);
+        let mut limited = (&mut stream).take(length as u64);
+        while frame.len() < length as usize {
+            match limited.read_buf(&mut frame).await {
+                Ok(0) => return Close::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => return Close::Io(e),
+            }
         }
         let frame = frame.freeze();
         let response = match process(shard, frame, peer).await {
