@@ -10,7 +10,9 @@
 //! [`load_partition`] replays it, the latest record per key winning.
 //!
 //! Each group with members has a timer task on its shard (ticking every [`TICK`]) that expires
-//! silent members and overdue rebalances. Static membership and KIP-848 are not implemented.
+//! silent members and overdue rebalances. Static members (KIP-345) are kept by their
+//! `group.instance.id`: one that restarts takes its place back without a rebalance. KIP-848
+//! is not implemented yet.
 
 pub mod codec;
 pub mod state;
@@ -274,7 +276,7 @@ pub fn ensure_timer(shard: &Rc<Shard>, group_id: &str) {
                         if !keep {
                             group.timer = false;
                             // Nothing to remember (no offsets, never synced): forget it.
-                            if group.offsets.is_empty() && group.metadata_offset.is_none() {
+                            if group.is_forgettable() {
                                 groups.remove(&id);
                             }
                         }

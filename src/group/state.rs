@@ -59,6 +59,8 @@ impl GroupState {
 
 #[derive(Debug)]
 pub struct Member {
+    /// `group.instance.id` of a static member (KIP-345).
+    pub instance_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
     pub session_timeout: Duration,
@@ -106,6 +108,8 @@ pub struct Group {
     pub members: IndexMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED (KIP-394) and when they expire.
     pub pending: HashMap<String, Instant>,
+    /// Static members: `group.instance.id` to the member id currently holding it.
+    pub static_members: HashMap<String, String>,
     pub offsets: HashMap<(String, i32), Committed>,
     pub rebalance_deadline: Option<Instant>,
     /// The `__consumer_offsets` offset of the latest group metadata record applied.
@@ -142,6 +146,7 @@ impl Group {
             leader: None,
             members: IndexMap::new(),
             pending: HashMap::new(),
+            static_members: HashMap::new(),
             offsets: HashMap::new(),
             rebalance_deadline: None,
             metadata_offset: None,
@@ -170,6 +175,41 @@ impl Group {
         }
         self.protocol_type.as_deref() == Some(protocol_type)
             && !self.common_protocols(protocols).is_empty()
+    }
+
+    /// Checks the `group.instance.id` a request carries against the member id (Kafka's
+    /// `validateMember`): another member holding the instance id means this one was fenced.
+    pub fn check_member(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        if let Some(instance) = instance.filter(|i| !i.is_empty()) {
+            match self.static_members.get(instance) {
+                Some(holder) if holder != member_id => return Err(ResponseError::FencedInstanceId),
+                Some(_) => {}
+                None => return Err(ResponseError::UnknownMemberId),
+            }
+        }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(ResponseError::UnknownMemberId)
+        }
+    }
+
+    /// The topics the members subscribe to, when the group runs the consumer protocol and has
+    /// members (OffsetDelete may not delete offsets of those); `None` for any other group.
+    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+        if self.state == GroupState::Empty || self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = std::collections::HashSet::new();
+        for member in self.members.values() {
+            topics.extend(subscription_topics(&member.metadata_for(protocol)));
+        }
+        Some(topics)
     }
 
     pub fn is_leader(&self, member_id: &str) -> bool {
@@ -255,11 +295,7 @@ impl Group {
         let member_list: Vec<JoinGroupResponseMember> = self
             .members
             .iter()
-            .map(|(id, m)| {
-                JoinGroupResponseMember::default()
-                    .with_member_id(str_bytes(id.clone()))
-                    .with_metadata(m.metadata_for(&protocol))
-            })
+            .map(|(id, m)| response_member(id, m, &protocol))
             .collect();
         let generation = self.generation;
         let protocol_type = self.protocol_type.clone().unwrap_or_default();
@@ -290,11 +326,7 @@ impl Group {
         let members = if self.is_leader(member_id) {
             self.members
                 .iter()
-                .map(|(id, m)| {
-                    JoinGroupResponseMember::default()
-                        .with_member_id(str_bytes(id.clone()))
-                        .with_metadata(m.metadata_for(&protocol))
-                })
+                .map(|(id, m)| response_member(id, m, &protocol))
                 .collect()
         } else {
             Vec::new()
@@ -319,6 +351,11 @@ impl Group {
         let Some(member) = self.members.shift_remove(member_id) else {
             return false;
         };
+        if let Some(instance) = &member.instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance);
+            }
+        }
         if let Some(w) = member.join_waiter {
             let _ = w.send(join_error(ResponseError::UnknownMemberId, member_id, 9));
         }
@@ -392,9 +429,19 @@ impl Group {
                 self.generation = v.generation;
             }
             None => {
+                // The group was deleted.
                 self.protocol_type = None;
+                self.metadata_offset = None;
             }
         }
+    }
+
+    /// Whether the group holds nothing worth remembering (no members, offsets or metadata).
+    pub fn is_forgettable(&self) -> bool {
+        self.members.is_empty()
+            && self.pending.is_empty()
+            && self.offsets.is_empty()
+            && self.metadata_offset.is_none()
     }
 
     /// Applies an offset commit (live or replayed) unless a later one is already in.
@@ -424,6 +471,31 @@ impl Group {
     }
 }
 
+/// The topics of a consumer's subscription metadata (`ConsumerProtocolSubscription`, whose
+/// first two bytes are its version; newer versions only add fields, so they are read as the
+/// newest this broker knows). Unreadable metadata subscribes to nothing.
+fn subscription_topics(metadata: &Bytes) -> Vec<String> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = metadata.clone();
+    if buf.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]).clamp(0, 3);
+    bytes::Buf::advance(&mut buf, 2);
+    match ConsumerProtocolSubscription::decode(&mut buf, version) {
+        Ok(subscription) => subscription.topics.iter().map(|t| t.to_string()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn response_member(id: &str, member: &Member, protocol: &str) -> JoinGroupResponseMember {
+    JoinGroupResponseMember::default()
+        .with_member_id(str_bytes(id))
+        .with_group_instance_id(member.instance_id.clone().map(str_bytes))
+        .with_metadata(member.metadata_for(protocol))
+}
+
 fn self_join_response(
     member_id: &str,
     generation: i32,
@@ -449,6 +521,7 @@ mod tests {
     fn member(protocols: &[&str]) -> (Member, oneshot::Receiver<JoinGroupResponse>) {
         let (tx, rx) = oneshot::channel();
         let m = Member {
+            instance_id: None,
             client_id: "c".into(),
             client_host: String::new(),
             session_timeout: Duration::from_secs(10),

@@ -112,7 +112,7 @@ async fn process(
     let (key, header) = protocol::kafka::decode_request_header(&mut frame)?;
     tracing::trace!(%peer, ?key, version = header.request_api_version, correlation = header.correlation_id, "request");
     let body = frame;
-    let response = handlers::dispatch(shard, key, &header, body).await?;
+    let response = handlers::dispatch(shard, key, &header, body, peer).await?;
     Ok(response)
 }
 

@@ -52,6 +52,7 @@ pub async fn handle(
                     .map(|(mid, m)| {
                         let mut member = DescribedGroupMember::default()
                             .with_member_id(str_bytes(mid.clone()))
+                            .with_group_instance_id(m.instance_id.clone().map(str_bytes))
                             .with_client_id(str_bytes(m.client_id.clone()))
                             .with_client_host(str_bytes(m.client_host.clone()));
                         if stable {

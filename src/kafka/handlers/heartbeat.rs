@@ -33,6 +33,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: HeartbeatRequest) -> Hear
 fn heartbeat(shard: &Shard, id: &str, request: &HeartbeatRequest) -> Result<(), ResponseError> {
     let mut groups = shard.groups.groups.borrow_mut();
     let group = groups.get_mut(id).ok_or(ResponseError::UnknownMemberId)?;
+    group.check_member(
+        request.member_id.as_str(),
+        request.group_instance_id.as_deref(),
+    )?;
     let generation = group.generation;
     let state = group.state;
     let member = group

@@ -35,13 +35,11 @@ pub async fn handle(
     if let Err(e) = group::check_group_id(&request.group_id) {
         return join_error(e, &member_id, version);
     }
-    if request.group_instance_id.is_some() {
-        // Static membership is not implemented.
-        return join_error(ResponseError::UnsupportedVersion, &member_id, version);
-    }
     let id = request.group_id.to_string();
+    // Kafka reports a member's host as "/<address>".
+    let client = (client_id, format!("/{}", ctx.peer.ip()));
     group::on_coordinator(&ctx.shard.ctx, &id.clone(), move |shard, _| async move {
-        join(shard, id, request, version, client_id).await
+        join(shard, id, request, version, client).await
     })
     .await
     .unwrap_or_else(|e| join_error(e, &member_id, version))
@@ -57,7 +55,7 @@ async fn join(
     id: String,
     request: JoinGroupRequest,
     version: i16,
-    client_id: String,
+    client: (String, String),
 ) -> JoinGroupResponse {
     let member_id = request.member_id.to_string();
     let next = {
@@ -68,7 +66,7 @@ async fn join(
         let group = groups
             .entry(id.clone())
             .or_insert_with(|| Group::new(id.clone()));
-        join_locked(group, request, version, client_id)
+        join_locked(group, request, version, client)
     };
     // The timer also expires member ids handed out with MEMBER_ID_REQUIRED.
     group::ensure_timer(&shard, &id);
@@ -99,7 +97,7 @@ fn join_locked(
     group: &mut Group,
     request: JoinGroupRequest,
     version: i16,
-    client_id: String,
+    (client_id, client_host): (String, String),
 ) -> Result<Next, ResponseError> {
     let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
     if !(state::MIN_SESSION_TIMEOUT..=state::MAX_SESSION_TIMEOUT).contains(&session) {
@@ -138,9 +136,21 @@ fn join_locked(
         return Err(ResponseError::InconsistentGroupProtocol);
     }
     let member_id = request.member_id.to_string();
+    let instance_id = request
+        .group_instance_id
+        .as_ref()
+        .map(|i| i.to_string())
+        .filter(|i| !i.is_empty());
+    if instance_id
+        .as_ref()
+        .is_some_and(|i| i.len() > state::MAX_ID_LEN)
+    {
+        return Err(ResponseError::InvalidRequest);
+    }
     let new_member = |tx| Member {
+        instance_id: instance_id.clone(),
         client_id: client_id.clone(),
-        client_host: String::new(),
+        client_host: client_host.clone(),
         session_timeout: session,
         rebalance_timeout: rebalance,
         protocols: protocols.clone(),
@@ -150,11 +160,20 @@ fn join_locked(
         last_seen: Instant::now(),
     };
     if member_id.is_empty() {
+        if let Some(instance) = &instance_id {
+            if let Some(old_id) = group.static_members.get(instance).cloned() {
+                let (tx, rx) = oneshot::channel();
+                return Ok(rejoin_static(group, &old_id, new_member(tx), rx, version));
+            }
+        }
         if group.members.len() + group.pending.len() >= state::MAX_MEMBERS {
             return Err(ResponseError::GroupMaxSizeReached);
         }
-        let new_id = format!("{client_id}-{}", uuid::Uuid::new_v4());
-        if version >= 4 {
+        let prefix = instance_id.as_deref().unwrap_or(&client_id);
+        let new_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+        // Static members are known by their instance id, so KIP-394's extra round trip (which
+        // protects against members that lose their id) does not apply to them.
+        if version >= 4 && instance_id.is_none() {
             group
                 .pending
                 .insert(new_id.clone(), Instant::now() + session);
@@ -173,6 +192,7 @@ fn join_locked(
         add_member(group, member_id.clone(), new_member(tx), &protocol_type);
         return Ok(Next::Wait(rx, rebalance));
     }
+    group.check_member(&member_id, instance_id.as_deref())?;
     let is_leader = group.is_leader(&member_id);
     let state = group.state;
     let Some(member) = group.members.get_mut(&member_id) else {
@@ -211,8 +231,70 @@ fn add_member(group: &mut Group, id: String, member: Member, protocol_type: &str
     if group.members.is_empty() {
         group.protocol_type = Some(protocol_type.to_owned());
     }
+    if let Some(instance) = &member.instance_id {
+        group.static_members.insert(instance.clone(), id.clone());
+    }
     group.members.insert(id, member);
     if group.state != GroupState::PreparingRebalance {
         group.prepare_rebalance();
+    }
+}
+
+/// A static member rejoins with no member id (it restarted): it takes over its instance id
+/// under a new member id, keeping its assignment, and the old id is fenced (Kafka's
+/// `updateStaticMemberThenRebalanceOrCompleteJoin`). A stable group does not rebalance unless
+/// the member's subscription changed; the leader is told to skip the assignment (v9).
+fn rejoin_static(
+    group: &mut Group,
+    old_id: &str,
+    mut member: Member,
+    rx: oneshot::Receiver<JoinGroupResponse>,
+    version: i16,
+) -> Next {
+    let instance = member.instance_id.clone().unwrap_or_default();
+    let new_id = format!("{instance}-{}", uuid::Uuid::new_v4());
+    let rebalance = member.rebalance_timeout;
+    let Some(old) = group.members.shift_remove(old_id) else {
+        // The map and the members disagree (cannot happen): join as a new member.
+        group.static_members.remove(&instance);
+        let protocol_type = group.protocol_type.clone().unwrap_or_default();
+        add_member(group, new_id, member, &protocol_type);
+        return Next::Wait(rx, rebalance);
+    };
+    if let Some(w) = old.join_waiter {
+        let _ = w.send(join_error(ResponseError::FencedInstanceId, old_id, version));
+    }
+    if let Some(w) = old.sync_waiter {
+        let _ = w.send(state::sync_error(ResponseError::FencedInstanceId));
+    }
+    tracing::info!(group = %group.id, %instance, old = %old_id, new = %new_id, "static member rejoined");
+    let unchanged = old.protocols == member.protocols;
+    member.assignment = old.assignment;
+    if group.leader.as_deref() == Some(old_id) {
+        group.leader = Some(new_id.clone());
+    }
+    group.static_members.insert(instance, new_id.clone());
+    let waiter = member.join_waiter.take();
+    group.members.insert(new_id.clone(), member);
+    match group.state {
+        GroupState::Stable if unchanged => {
+            let skip = group.is_leader(&new_id);
+            let response = group.current_join_response(&new_id);
+            let response = if skip && version >= 9 {
+                response.with_skip_assignment(true)
+            } else {
+                response
+            };
+            Next::Answer(response)
+        }
+        _ => {
+            if let Some(m) = group.members.get_mut(&new_id) {
+                m.join_waiter = waiter;
+            }
+            if group.state != GroupState::PreparingRebalance {
+                group.prepare_rebalance();
+            }
+            Next::Wait(rx, rebalance)
+        }
     }
 }

@@ -9,6 +9,7 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
@@ -25,6 +26,7 @@ mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
+mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
@@ -74,6 +76,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     offset_fetch::SUPPORT,
     list_groups::SUPPORT,
     describe_groups::SUPPORT,
+    delete_groups::SUPPORT,
+    offset_delete::SUPPORT,
 ];
 
 pub fn support(key: ApiKey) -> Option<ApiSupport> {
@@ -85,6 +89,8 @@ pub fn support(key: ApiKey) -> Option<ApiSupport> {
 pub struct RequestContext<'a> {
     pub shard: &'a Rc<Shard>,
     pub version: i16,
+    /// The client's address (group members report it as their host).
+    pub peer: std::net::SocketAddr,
 }
 
 /// Decodes, handles and encodes one request. `Err` closes the connection (malformed or
@@ -95,6 +101,7 @@ pub async fn dispatch(
     key: ApiKey,
     header: &RequestHeader,
     body: Bytes,
+    peer: std::net::SocketAddr,
 ) -> Result<Option<Vec<Bytes>>, String> {
     let version = header.request_api_version;
     // Produce v0-v2 are advertised (librdkafka needs them listed) but carry message formats
@@ -115,7 +122,11 @@ pub async fn dispatch(
             _ => Err(format!("{key:?} v{version} is not supported")),
         };
     }
-    let ctx = RequestContext { shard, version };
+    let ctx = RequestContext {
+        shard,
+        version,
+        peer,
+    };
     macro_rules! route {
         ($request:ty, $handler:path) => {{
             let request = decode::<$request>(key, body, version)?;
@@ -231,6 +242,14 @@ pub async fn dispatch(
         ApiKey::DescribeGroups => route!(
             kafka_protocol::messages::DescribeGroupsRequest,
             describe_groups::handle
+        ),
+        ApiKey::DeleteGroups => route!(
+            kafka_protocol::messages::DeleteGroupsRequest,
+            delete_groups::handle
+        ),
+        ApiKey::OffsetDelete => route!(
+            kafka_protocol::messages::OffsetDeleteRequest,
+            offset_delete::handle
         ),
         other => Err(format!("{other:?} is listed as supported but has no route")),
     }

@@ -69,9 +69,10 @@ pub async fn handle(
             let id = request.group_id.to_string();
             let generation = request.generation_id_or_member_epoch;
             let member = request.member_id.to_string();
+            let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
             let plan = plan.clone();
             group::on_coordinator(broker, &id.clone(), move |shard, partition| {
-                commit(shard, partition, id, generation, member, plan)
+                commit(shard, partition, id, (generation, member, instance), plan)
             })
             .await
             .and_then(|r| r)
@@ -107,11 +108,10 @@ async fn commit(
     shard: Rc<Shard>,
     partition: Rc<Partition>,
     id: String,
-    generation: i32,
-    member_id: String,
+    (generation, member_id, instance): (i32, String, Option<String>),
     plan: Plan,
 ) -> Result<(), ResponseError> {
-    check_member(&shard, &id, generation, &member_id)?;
+    check_member(&shard, &id, generation, &member_id, instance.as_deref())?;
     let mut records = Vec::new();
     let mut applied = Vec::new();
     for (topic, partitions) in plan {
@@ -148,6 +148,7 @@ fn check_member(
     id: &str,
     generation: i32,
     member_id: &str,
+    instance: Option<&str>,
 ) -> Result<(), ResponseError> {
     let mut groups = shard.groups.groups.borrow_mut();
     let group = groups.get_mut(id);
@@ -159,6 +160,7 @@ fn check_member(
         };
     }
     let group = group.ok_or(ResponseError::IllegalGeneration)?;
+    group.check_member(member_id, instance)?;
     let current = group.generation;
     let state = group.state;
     let member = group

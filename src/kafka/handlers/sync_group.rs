@@ -57,8 +57,8 @@ async fn sync(
         let Some(group) = groups.get_mut(&id) else {
             return sync_error(ResponseError::UnknownMemberId);
         };
-        if !group.members.contains_key(&member_id) {
-            return sync_error(ResponseError::UnknownMemberId);
+        if let Err(e) = group.check_member(&member_id, request.group_instance_id.as_deref()) {
+            return sync_error(e);
         }
         if request.generation_id != group.generation {
             return sync_error(ResponseError::IllegalGeneration);
