@@ -219,6 +219,7 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         None => None,
     };
     let maintenance = tokio::task::spawn_local(maintenance_loop(shard.clone()));
+    let offset_expiry = tokio::task::spawn_local(crate::group::expire_offsets_loop(shard.clone()));
     let _ = ready.send(Ok(()));
 
     let mut shutdown = ctx.shutdown.clone();
@@ -228,9 +229,11 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         task.abort();
     }
     maintenance.abort();
+    offset_expiry.abort();
     // Let connections finish the request they are on (they watch the same signal).
     tokio::time::sleep(Duration::from_millis(50)).await;
     for partition in shard.partitions() {
+        partition.snapshot_producers();
         if let Err(e) = partition.log.close().await {
             tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "close failed");
         }
@@ -284,8 +287,15 @@ async fn maintenance_loop(shard: Rc<Shard>) {
         }
         if retention_due {
             last_retention = tokio::time::Instant::now();
+            let expiration = shard.ctx.config.producer_id_expiration_ms;
+            let now = crate::cluster::metadata::now_ms();
             for partition in shard.partitions() {
                 let _ = partition.log.checkpoint().await;
+                let expired = partition.producers.borrow_mut().expire(now, expiration);
+                if expired > 0 {
+                    tracing::debug!(topic = %partition.topic, partition = partition.index, expired, "expired idle producers");
+                }
+                partition.snapshot_producers();
             }
         }
     }

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// Address clients are told to connect to (Kafka's advertised.listeners), HOST:PORT.
     #[arg(long, env = "SLUICE_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
-    /// Admin HTTP listener (/health, /ready), HOST:PORT.
+    /// Admin HTTP listener (/health, /ready, /v1 JSON API), HOST:PORT.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// Worker threads, each owning a share of the partitions (default: one per core).
@@ -95,6 +95,43 @@ pub struct ServeArgs {
     /// Bytes of recent batches each partition keeps in memory for consumers.
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
+    /// KIP-848 groups: how often members heartbeat (ms).
+    #[arg(
+        long = "group.consumer.heartbeat.interval.ms",
+        env = "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS"
+    )]
+    pub group_consumer_heartbeat_interval_ms: Option<i64>,
+    /// KIP-848 groups: a member silent this long (ms) is removed.
+    #[arg(
+        long = "group.consumer.session.timeout.ms",
+        env = "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS"
+    )]
+    pub group_consumer_session_timeout_ms: Option<i64>,
+    /// KIP-848 groups: server-side assignors, the first being the default (uniform, range).
+    #[arg(
+        long = "group.consumer.assignors",
+        env = "SLUICE_GROUP_CONSUMER_ASSIGNORS"
+    )]
+    pub group_consumer_assignors: Option<String>,
+    /// Committed offsets of a group without members expire this long (minutes) after their
+    /// commit.
+    #[arg(
+        long = "offsets.retention.minutes",
+        env = "SLUICE_OFFSETS_RETENTION_MINUTES"
+    )]
+    pub offsets_retention_minutes: Option<i64>,
+    /// Idempotent producers silent this long (ms) are forgotten by the partitions.
+    #[arg(
+        long = "producer.id.expiration.ms",
+        env = "SLUICE_PRODUCER_ID_EXPIRATION_MS"
+    )]
+    pub producer_id_expiration_ms: Option<i64>,
+    /// How often expired offsets are looked for (ms).
+    #[arg(
+        long = "offsets.retention.check.interval.ms",
+        env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS"
+    )]
+    pub offsets_retention_check_interval_ms: Option<i64>,
 }
 
 /// The TOML file: the same settings, keyed by the flag names.
@@ -144,6 +181,18 @@ struct FileConfig {
     queued_max_request_bytes: Option<i64>,
     #[serde(rename = "log.cache.bytes")]
     log_cache_bytes: Option<i64>,
+    #[serde(rename = "group.consumer.heartbeat.interval.ms")]
+    group_consumer_heartbeat_interval_ms: Option<i64>,
+    #[serde(rename = "group.consumer.session.timeout.ms")]
+    group_consumer_session_timeout_ms: Option<i64>,
+    #[serde(rename = "group.consumer.assignors")]
+    group_consumer_assignors: Option<String>,
+    #[serde(rename = "offsets.retention.minutes")]
+    offsets_retention_minutes: Option<i64>,
+    #[serde(rename = "offsets.retention.check.interval.ms")]
+    offsets_retention_check_interval_ms: Option<i64>,
+    #[serde(rename = "producer.id.expiration.ms")]
+    producer_id_expiration_ms: Option<i64>,
 }
 
 /// The broker's effective configuration.
@@ -160,6 +209,31 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub queued_max_request_bytes: usize,
+    pub groups: GroupConfig,
+    pub producer_id_expiration_ms: i64,
+}
+
+/// Group coordinator settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub consumer_heartbeat_interval_ms: i64,
+    pub consumer_session_timeout_ms: i64,
+    /// Server-side assignors offered to KIP-848 groups; the first is the default.
+    pub consumer_assignors: Vec<String>,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: i64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_assignors: vec!["uniform".into(), "range".into()],
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+        }
+    }
 }
 
 /// Broker-wide defaults for topic settings (Kafka's `log.*` and friends).
@@ -214,6 +288,7 @@ impl BrokerConfig {
             None => FileConfig::default(),
         };
         let d = TopicDefaults::default();
+        let g = GroupConfig::default();
         let backend = match (&args.storage_backend, &file.storage_backend) {
             (Some(b), _) => *b,
             (None, Some(s)) => s.parse().map_err(|e| format!("storage-backend: {e}"))?,
@@ -310,6 +385,45 @@ impl BrokerConfig {
                 600_000
             )
             .max(0) as u64,
+            groups: GroupConfig {
+                consumer_heartbeat_interval_ms: pick!(
+                    args.group_consumer_heartbeat_interval_ms,
+                    file.group_consumer_heartbeat_interval_ms,
+                    g.consumer_heartbeat_interval_ms
+                ),
+                consumer_session_timeout_ms: pick!(
+                    args.group_consumer_session_timeout_ms,
+                    file.group_consumer_session_timeout_ms,
+                    g.consumer_session_timeout_ms
+                ),
+                consumer_assignors: match args
+                    .group_consumer_assignors
+                    .clone()
+                    .or(file.group_consumer_assignors)
+                {
+                    Some(list) => list
+                        .split(',')
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect(),
+                    None => g.consumer_assignors,
+                },
+                offsets_retention_minutes: pick!(
+                    args.offsets_retention_minutes,
+                    file.offsets_retention_minutes,
+                    g.offsets_retention_minutes
+                ),
+                offsets_retention_check_interval_ms: pick!(
+                    args.offsets_retention_check_interval_ms,
+                    file.offsets_retention_check_interval_ms,
+                    g.offsets_retention_check_interval_ms
+                ),
+            },
+            producer_id_expiration_ms: pick!(
+                args.producer_id_expiration_ms,
+                file.producer_id_expiration_ms,
+                86_400_000
+            ),
         };
         config.validate()?;
         Ok(config)
@@ -340,6 +454,36 @@ impl BrokerConfig {
                 "queued.max.request.bytes ({}) must be at least socket.request.max.bytes ({})",
                 self.queued_max_request_bytes, self.socket_request_max_bytes
             ));
+        }
+        let g = &self.groups;
+        if g.consumer_heartbeat_interval_ms < 1
+            || g.consumer_session_timeout_ms <= g.consumer_heartbeat_interval_ms
+        {
+            return Err(format!(
+                "group.consumer.session.timeout.ms ({}) must be larger than \
+                 group.consumer.heartbeat.interval.ms ({}), which must be positive",
+                g.consumer_session_timeout_ms, g.consumer_heartbeat_interval_ms
+            ));
+        }
+        if g.consumer_assignors.is_empty() {
+            return Err("group.consumer.assignors must name at least one assignor".into());
+        }
+        for name in &g.consumer_assignors {
+            if !crate::group::assignor::KNOWN.contains(&name.as_str()) {
+                return Err(format!(
+                    "group.consumer.assignors: unknown assignor {name:?} (known: {})",
+                    crate::group::assignor::KNOWN.join(", ")
+                ));
+            }
+        }
+        if g.offsets_retention_minutes < 1 || g.offsets_retention_check_interval_ms < 1 {
+            return Err(
+                "offsets.retention.minutes and offsets.retention.check.interval.ms must be positive"
+                    .into(),
+            );
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err("producer.id.expiration.ms must be positive".into());
         }
         if d.message_max_bytes < 0 {
             return Err("message.max.bytes must not be negative".into());
@@ -475,6 +619,11 @@ mod tests {
         assert_eq!(
             from_file.connections_max_idle_ms,
             defaults.connections_max_idle_ms
+        );
+        assert_eq!(from_file.groups, defaults.groups);
+        assert_eq!(
+            from_file.producer_id_expiration_ms,
+            defaults.producer_id_expiration_ms
         );
     }
 

@@ -10,6 +10,7 @@ mod group;
 mod inspect;
 mod kafka;
 mod partition;
+mod producer;
 mod shard;
 mod topics;
 

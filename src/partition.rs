@@ -2,6 +2,7 @@
 //! wait on. Single node today, so "committed" means "durable on this broker"; with Raft the
 //! high watermark follows the Raft commit index instead.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use storage::batch::ValidatedBatch;
 use storage::{PartitionLog, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+use crate::producer::state::ProducerStates;
 
 /// Leader epoch of every partition on a single-node broker (the Raft term, once replicated).
 pub const LEADER_EPOCH: i32 = 0;
@@ -21,10 +24,18 @@ pub struct Partition {
     pub log: PartitionLog,
     /// The high watermark, published so fetches on any shard can wait for it to move.
     high_watermark: watch::Sender<u64>,
+    /// Idempotent producers' sequences, checked and updated around every append.
+    pub producers: RefCell<ProducerStates>,
 }
 
 impl Partition {
-    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, log: PartitionLog) -> Rc<Self> {
+    pub fn new(
+        topic: Arc<str>,
+        topic_id: Uuid,
+        index: i32,
+        log: PartitionLog,
+        producers: ProducerStates,
+    ) -> Rc<Self> {
         // Everything recovered from disk is durable, hence committed.
         log.set_high_watermark(log.log_end_offset());
         let (high_watermark, _) = watch::channel(log.high_watermark());
@@ -34,6 +45,7 @@ impl Partition {
             index,
             log,
             high_watermark,
+            producers: RefCell::new(producers),
         })
     }
 
@@ -83,6 +95,18 @@ impl Partition {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "background flush failed");
             }
         });
+    }
+
+    /// Saves the producer state as of the log end (at shutdown and periodically, so recovery
+    /// replays only what came after).
+    pub fn snapshot_producers(&self) {
+        let producers = self.producers.borrow();
+        if producers.producers.is_empty() {
+            return;
+        }
+        if let Err(e) = producers.save(self.log.dir(), self.log.log_end_offset()) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot save producer state");
+        }
     }
 
     /// Publishes a high watermark change made by maintenance (DeleteRecords, truncation).

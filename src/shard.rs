@@ -131,6 +131,8 @@ pub struct Shard {
     pub fetch_sessions: RefCell<crate::kafka::fetch_session::FetchSessions>,
     /// Consumer groups coordinated by this shard (those of its `__consumer_offsets` partitions).
     pub groups: crate::group::Coordinator,
+    /// Producer id allocation (used on shard 0 only, beside the metadata store).
+    pub producer_ids: crate::producer::ids::ProducerIds,
 }
 
 impl Shard {
@@ -143,6 +145,7 @@ impl Shard {
             metadata_store: RefCell::new(None),
             fetch_sessions: RefCell::new(Default::default()),
             groups: Default::default(),
+            producer_ids: Default::default(),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         shard

@@ -175,11 +175,15 @@ pub async fn open_partition(
             .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
     }
     if shard.partition(&topic.id, index).is_none() {
+        let producers = crate::producer::state::ProducerStates::recover(&log)
+            .await
+            .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
         shard.insert_partition(Partition::new(
             Arc::from(topic.name.as_str()),
             topic.id,
             index,
             log,
+            producers,
         ));
     }
     Ok(())
@@ -228,6 +232,19 @@ pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: String) -> Result<Uuid
     for result in futures::future::join_all(removals).await {
         if let Ok(Err(e)) = result {
             tracing::warn!(topic = %name, error = %e, "partition files not fully removed");
+        }
+    }
+    // Committed offsets of the topic go too (as in Kafka): a topic re-created under the same
+    // name starts its consumers from auto.offset.reset, not from stale positions.
+    let purges = (0..ctx.shards.count()).map(|target| {
+        let name = name.clone();
+        ctx.shards.call(target, move |shard| async move {
+            crate::group::delete_topic_offsets(&shard, &name).await
+        })
+    });
+    for result in futures::future::join_all(purges).await {
+        if let Ok(Err(e)) = result {
+            tracing::warn!(topic = %name, error = %e, "committed offsets of the deleted topic not all removed");
         }
     }
     tracing::info!(topic = %name, "topic deleted");

@@ -501,3 +501,42 @@ async fn offset_delete_and_delete_groups_survive_restart() {
     );
     assert_eq!(list_groups(&broker), vec!["g3".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_expire_after_their_retention() {
+    let mut broker = TestBroker::start(&["--offsets.retention.check.interval.ms", "100"]);
+    broker.create_topic("expiring", 1, &[]).await;
+    // OffsetCommit v2-v4 may ask for their own retention time.
+    let response: OffsetCommitResponse = send_request(
+        &broker.kafka,
+        ApiKey::OffsetCommit,
+        2,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("short-lived")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_retention_time_ms(300)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("expiring")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(3)])]),
+    );
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    commit(&broker, "long-lived", "expiring", 0, 4);
+    assert_eq!(committed(&broker, "short-lived").len(), 1);
+
+    let deadline = Instant::now() + TIMEOUT;
+    while !committed(&broker, "short-lived").is_empty() {
+        assert!(Instant::now() < deadline, "the offset never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The group had nothing else: it is gone too. The other keeps its offset (7 days).
+    assert_eq!(list_groups(&broker), vec!["long-lived".to_string()]);
+    broker.kill9();
+    broker.restart();
+    assert!(committed(&broker, "short-lived").is_empty());
+    assert_eq!(
+        committed(&broker, "long-lived"),
+        BTreeSet::from([("expiring".to_string(), 0, 4)])
+    );
+}

@@ -81,8 +81,9 @@ async fn every_advertised_version_answers() {
         let topic = produce_request::TopicProduceData::default()
             .with_name(name("v"))
             .with_partition_data(vec![partition]);
+        // acks=all: committed (visible to the fetches below) before the answer.
         let request = ProduceRequest::default()
-            .with_acks(1)
+            .with_acks(-1)
             .with_timeout_ms(5000)
             .with_topic_data(vec![topic]);
         let r: ProduceResponse = send_request(&addr, ApiKey::Produce, v, &request);

@@ -36,6 +36,8 @@ pub struct TopicInfo {
 pub struct MetadataSnapshot {
     pub topics: BTreeMap<String, Arc<TopicInfo>>,
     pub by_id: HashMap<Uuid, String>,
+    /// The first producer id no block has reserved yet.
+    pub next_producer_id: i64,
 }
 
 impl MetadataSnapshot {
@@ -65,6 +67,9 @@ impl MetadataSnapshot {
                     let topic = Arc::make_mut(topic);
                     topic.partitions = topic.partitions.max(*count);
                 }
+            }
+            MetadataEvent::ProducerIdBlock { first, size } => {
+                self.next_producer_id = self.next_producer_id.max(first.saturating_add(*size));
             }
             MetadataEvent::SetConfigs { name, configs } => {
                 if let Some(topic) = self.topics.get_mut(name) {
@@ -97,6 +102,11 @@ pub enum MetadataEvent {
     SetConfigs {
         name: String,
         configs: BTreeMap<String, Option<String>>,
+    },
+    /// Producer ids `[first, first + size)` are reserved for InitProducerId.
+    ProducerIdBlock {
+        first: i64,
+        size: i64,
     },
 }
 

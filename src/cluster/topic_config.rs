@@ -81,7 +81,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "cleanup.policy",
         broker_synonym: "log.cleanup.policy",
         kind: Kind::List(&["delete", "compact"]),
-        doc: "delete old segments, or keep the latest value per key (compaction is not yet implemented: compacted topics are retained like delete topics)",
+        doc: "delete old segments, or keep the latest value per key (compaction is not yet implemented: a compact-only topic keeps every segment)",
     },
     ConfigDef {
         name: "retention.ms",
@@ -356,14 +356,21 @@ impl EffectiveConfig<'_> {
                 interval_ms: flush_ms,
             }
         };
+        // Compact-only topics never lose old segments to time or size (until compaction
+        // exists, they keep everything): `__consumer_offsets` relies on it.
+        let deletes = self
+            .overrides
+            .get("cleanup.policy")
+            .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"));
+        let retention = |name: &str| positive(self.long(name)).filter(|_| deletes);
         LogConfig {
             segment_bytes: (self.long("segment.bytes").max(0) as u64).clamp(
                 storage::limits::SEGMENT_BYTES_MIN,
                 storage::limits::SEGMENT_BYTES_MAX,
             ),
             segment_ms: positive(self.long("segment.ms")),
-            retention_ms: positive(self.long("retention.ms")),
-            retention_bytes: positive(self.long("retention.bytes")),
+            retention_ms: retention("retention.ms"),
+            retention_bytes: retention("retention.bytes"),
             index_interval_bytes: self.long("index.interval.bytes").clamp(1, i32::MAX as i64)
                 as u32,
             flush,
@@ -429,5 +436,22 @@ mod tests {
         assert_eq!(log.retention_ms, None);
         assert_eq!(log.segment_bytes, 1048576);
         assert_eq!(log.flush, FlushPolicy::Always);
+        overrides.insert("retention.ms".to_string(), "1000".to_string());
+        overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+        let eff = EffectiveConfig {
+            overrides: &overrides,
+            defaults: &defaults,
+        };
+        assert_eq!(
+            eff.log_config().retention_ms,
+            None,
+            "compact topics keep data"
+        );
+        overrides.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        let eff = EffectiveConfig {
+            overrides: &overrides,
+            defaults: &defaults,
+        };
+        assert_eq!(eff.log_config().retention_ms, Some(1000));
     }
 }

@@ -4,11 +4,17 @@
 //! offset commit   key   [i16 version=1][string group][string topic][i32 partition]
 //!                 value [i16 version=3][i64 offset][i32 leader epoch][string metadata]
 //!                       [i64 commit timestamp]
+//!                 or, with an explicit retention (OffsetCommit v2-v4):
+//!                       [i16 version=1][i64 offset][string metadata][i64 commit timestamp]
+//!                       [i64 expire timestamp]
 //! group metadata  key   [i16 version=2][string group]
 //!                 value [i16 version=3][string protocol type][i32 generation]
 //!                       [nullable string protocol][nullable string leader]
 //!                       [i64 state timestamp][i32 member count = 0]
 //! ```
+//! consumer group key   [i16 version=3][string group]          (KIP-848 groups)
+//!                 value [i16 version=0][i32 group epoch][u8 tagged fields = 0]
+//!
 //! Strings are an i16 length then UTF-8 bytes (-1 for null). A null value is a tombstone.
 //! Members are never stored: after a restart a group is Empty with its last generation, and
 //! its consumers rejoin. Replay keeps the latest record per key, as compaction would.
@@ -19,6 +25,8 @@ const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
+const CONSUMER_GROUP_KEY_VERSION: i16 = 3;
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 /// The key of a `__consumer_offsets` record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +39,10 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    /// A KIP-848 consumer group's metadata (its type and epoch).
+    ConsumerGroup {
+        group: String,
+    },
 }
 
 /// A committed offset as stored.
@@ -40,6 +52,9 @@ pub struct OffsetValue {
     pub leader_epoch: i32,
     pub metadata: String,
     pub timestamp: i64,
+    /// When the commit expires, if the client set a retention time (else
+    /// `offsets.retention.minutes` applies).
+    pub expire_timestamp: Option<i64>,
 }
 
 /// Group metadata as stored.
@@ -111,6 +126,10 @@ impl RecordKey {
                 out.put_i16(GROUP_KEY_VERSION);
                 put_string(&mut out, Some(group));
             }
+            RecordKey::ConsumerGroup { group } => {
+                out.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_string(&mut out, Some(group));
+            }
         }
         out.freeze()
     }
@@ -132,6 +151,9 @@ impl RecordKey {
             2 => Ok(Some(RecordKey::Group {
                 group: get_required(&mut buf)?,
             })),
+            3 => Ok(Some(RecordKey::ConsumerGroup {
+                group: get_required(&mut buf)?,
+            })),
             _ => Ok(None),
         }
     }
@@ -140,6 +162,15 @@ impl RecordKey {
 impl OffsetValue {
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::new();
+        if let Some(expire) = self.expire_timestamp {
+            // Only version 1 has an expire timestamp (and no leader epoch).
+            out.put_i16(1);
+            out.put_i64(self.offset);
+            put_string(&mut out, Some(&self.metadata));
+            out.put_i64(self.timestamp);
+            out.put_i64(expire);
+            return out.freeze();
+        }
         out.put_i16(OFFSET_VALUE_VERSION);
         out.put_i64(self.offset);
         out.put_i32(self.leader_epoch);
@@ -165,11 +196,18 @@ impl OffsetValue {
         let metadata = get_string(&mut buf)?.unwrap_or_default();
         need(&buf, 8)?;
         let timestamp = buf.get_i64();
+        let expire_timestamp = if version == 1 {
+            need(&buf, 8)?;
+            Some(buf.get_i64())
+        } else {
+            None
+        };
         Ok(OffsetValue {
             offset,
             leader_epoch,
             metadata,
             timestamp,
+            expire_timestamp,
         })
     }
 }
@@ -215,6 +253,24 @@ impl GroupValue {
     }
 }
 
+/// A KIP-848 group's epoch as stored.
+pub fn encode_consumer_group(epoch: i32) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i16(CONSUMER_GROUP_VALUE_VERSION);
+    out.put_i32(epoch);
+    out.put_u8(0); // no tagged fields
+    out.freeze()
+}
+
+pub fn decode_consumer_group(mut buf: Bytes) -> Result<i32, String> {
+    need(&buf, 6)?;
+    let version = buf.get_i16();
+    if version != CONSUMER_GROUP_VALUE_VERSION {
+        return Err(format!("consumer group value version {version}"));
+    }
+    Ok(buf.get_i32())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -235,8 +291,15 @@ mod tests {
             leader_epoch: 0,
             metadata: "m".into(),
             timestamp: 7,
+            expire_timestamp: None,
         };
         assert_eq!(OffsetValue::decode(value.encode()).unwrap(), value);
+        let expiring = OffsetValue {
+            leader_epoch: -1,
+            expire_timestamp: Some(99),
+            ..value
+        };
+        assert_eq!(OffsetValue::decode(expiring.encode()).unwrap(), expiring);
         let value = GroupValue {
             protocol_type: "consumer".into(),
             generation: 5,
@@ -246,5 +309,12 @@ mod tests {
         };
         assert_eq!(GroupValue::decode(value.encode()).unwrap(), value);
         assert!(OffsetValue::decode(Bytes::from_static(&[0, 3, 1])).is_err());
+        let key = RecordKey::ConsumerGroup { group: "g".into() };
+        assert_eq!(RecordKey::decode(key.encode()).unwrap(), Some(key));
+        assert_eq!(
+            decode_consumer_group(encode_consumer_group(12)).unwrap(),
+            12
+        );
+        assert!(decode_consumer_group(Bytes::from_static(&[0, 0, 1])).is_err());
     }
 }

@@ -14,7 +14,10 @@
 //! `group.instance.id`: one that restarts takes its place back without a rebalance. KIP-848
 //! is not implemented yet.
 
+pub mod assignor;
 pub mod codec;
+pub mod consumer;
+pub mod lag;
 pub mod state;
 
 use std::cell::RefCell;
@@ -243,10 +246,213 @@ fn apply_record(shard: &Shard, log_offset: u64, key: Option<Bytes>, value: Optio
                     return;
                 }
             };
-            groups
+            let entry = groups
                 .entry(group.clone())
-                .or_insert_with(|| Group::new(group))
-                .apply_metadata(value, log_offset);
+                .or_insert_with(|| Group::new(group.clone()));
+            entry.apply_metadata(value, log_offset);
+            if entry.is_forgettable() {
+                groups.remove(&group);
+            }
+        }
+        RecordKey::ConsumerGroup { group } => {
+            let epoch = match value.map(codec::decode_consumer_group).transpose() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(offset = log_offset, error = %e, "bad {OFFSETS_TOPIC} consumer group value");
+                    return;
+                }
+            };
+            let entry = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(group.clone()));
+            entry.consumer = epoch.map(consumer::ConsumerGroup::restored);
+            if entry.is_forgettable() {
+                groups.remove(&group);
+            }
+        }
+    }
+}
+
+/// Tombstones for `offsets` of a group, appended and durable before they are applied.
+pub async fn delete_offsets(
+    shard: &Shard,
+    partition: &Partition,
+    group_id: &str,
+    offsets: Vec<(String, i32)>,
+) -> Result<(), ResponseError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let records = offsets
+        .iter()
+        .map(|(topic, index)| {
+            let key = RecordKey::Offset {
+                group: group_id.to_owned(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), None)
+        })
+        .collect();
+    let first = append_records(partition, records).await?;
+    if let Some(group) = shard.groups.groups.borrow_mut().get_mut(group_id) {
+        for (i, (topic, index)) in offsets.into_iter().enumerate() {
+            group.apply_offset(topic, index, None, first + i as u64);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every committed offset of `topic` in this shard's groups (the topic was deleted).
+pub async fn delete_topic_offsets(shard: &Shard, topic: &str) -> Result<(), ResponseError> {
+    let Some(offsets) = shard.metadata().topic(OFFSETS_TOPIC).cloned() else {
+        return Ok(());
+    };
+    let doomed: Vec<(String, Vec<(String, i32)>)> = shard
+        .groups
+        .groups
+        .borrow()
+        .values()
+        .map(|g| {
+            let keys: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            (g.id.clone(), keys)
+        })
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect();
+    for (group_id, keys) in doomed {
+        let index = partition_for(&group_id, offsets.partitions);
+        if let Some(partition) = shard.partition(&offsets.id, index) {
+            delete_offsets(shard, &partition, &group_id, keys).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes an empty group: tombstones for its offsets and its metadata, then forgets it.
+/// Fails with NON_EMPTY_GROUP while it has members.
+pub async fn delete_group(
+    shard: &Shard,
+    partition: &Partition,
+    group_id: &str,
+) -> Result<(), ResponseError> {
+    let mut keys = {
+        let groups = shard.groups.groups.borrow();
+        let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        if !group.members.is_empty()
+            || !group.pending.is_empty()
+            || group
+                .consumer
+                .as_ref()
+                .is_some_and(|c| !c.members.is_empty())
+        {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let consumer_key = group.consumer.is_some().then(|| {
+            RecordKey::ConsumerGroup {
+                group: group_id.to_owned(),
+            }
+            .encode()
+        });
+        group
+            .offsets
+            .keys()
+            .map(|(topic, index)| {
+                RecordKey::Offset {
+                    group: group_id.to_owned(),
+                    topic: topic.clone(),
+                    partition: *index,
+                }
+                .encode()
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(consumer_key)
+            .collect::<Vec<_>>()
+    };
+    keys.push(
+        RecordKey::Group {
+            group: group_id.to_owned(),
+        }
+        .encode(),
+    );
+    let count = keys.len() as u64;
+    let first = append_records(partition, keys.into_iter().map(|k| (k, None)).collect()).await?;
+    let mut groups = shard.groups.groups.borrow_mut();
+    // Commits or members may have arrived while the tombstones were written: what came later
+    // than the tombstones stays, as it will on replay.
+    if let Some(group) = groups.get_mut(group_id) {
+        group.offsets.retain(|_, c| c.log_offset >= first + count);
+        if group.metadata_offset.is_some_and(|o| o < first + count) {
+            group.metadata_offset = None;
+            group.protocol_type = None;
+        }
+        if group
+            .consumer
+            .as_ref()
+            .is_some_and(|c| c.members.is_empty())
+        {
+            group.consumer = None;
+        }
+        if group.is_forgettable() {
+            groups.remove(group_id);
+        }
+    }
+    tracing::info!(group = %group_id, "group deleted");
+    Ok(())
+}
+
+/// Deletes expired committed offsets of this shard's groups (Kafka's offset retention), and
+/// groups left with nothing, every `offsets.retention.check.interval.ms`.
+pub async fn expire_offsets_loop(shard: Rc<Shard>) {
+    let config = &shard.ctx.config.groups;
+    let interval = Duration::from_millis(config.offsets_retention_check_interval_ms.max(1) as u64);
+    let retention_ms = config.offsets_retention_minutes.saturating_mul(60_000);
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(topic) = shard.metadata().topic(OFFSETS_TOPIC).cloned() else {
+            continue;
+        };
+        let now = now_ms();
+        let due: Vec<(String, Vec<(String, i32)>)> = shard
+            .groups
+            .groups
+            .borrow()
+            .values()
+            .map(|g| (g.id.clone(), g.expired_offsets(now, retention_ms)))
+            .filter(|(_, expired)| !expired.is_empty())
+            .collect();
+        for (group_id, expired) in due {
+            let index = partition_for(&group_id, topic.partitions);
+            let Some(partition) = shard.partition(&topic.id, index) else {
+                continue;
+            };
+            let count = expired.len();
+            if let Err(e) = delete_offsets(&shard, &partition, &group_id, expired).await {
+                tracing::warn!(group = %group_id, error = %e, "cannot expire offsets");
+                continue;
+            }
+            tracing::info!(group = %group_id, count, "expired committed offsets");
+            let empty = shard
+                .groups
+                .groups
+                .borrow()
+                .get(&group_id)
+                .is_some_and(|g| {
+                    g.offsets.is_empty()
+                        && g.members.is_empty()
+                        && g.pending.is_empty()
+                        && g.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+                });
+            if empty {
+                if let Err(e) = delete_group(&shard, &partition, &group_id).await {
+                    tracing::debug!(group = %group_id, error = %e, "group not deleted after expiry");
+                }
+            }
         }
     }
 }
@@ -292,19 +498,31 @@ pub fn ensure_timer(shard: &Rc<Shard>, group_id: &str) {
     });
 }
 
-/// The groups of this shard as (id, protocol type, state) for ListGroups.
-pub fn list_local(shard: &Shard) -> Vec<(String, String, &'static str)> {
+/// One group as ListGroups shows it.
+#[derive(Debug, Clone)]
+pub struct ListedGroup {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer".
+    pub group_type: &'static str,
+}
+
+/// The groups of this shard for ListGroups.
+pub fn list_local(shard: &Shard) -> Vec<ListedGroup> {
     shard
         .groups
         .groups
         .borrow()
         .values()
-        .map(|g| {
-            (
-                g.id.clone(),
-                g.protocol_type.clone().unwrap_or_default(),
-                g.state.name(),
-            )
+        .map(|g| ListedGroup {
+            id: g.id.clone(),
+            protocol_type: match g.consumer {
+                Some(_) => "consumer".to_owned(),
+                None => g.protocol_type.clone().unwrap_or_default(),
+            },
+            state: g.state_name(),
+            group_type: g.group_type(),
         })
         .collect()
 }

@@ -116,6 +116,11 @@ pub struct Group {
     pub metadata_offset: Option<u64>,
     /// True while the group's timer task runs.
     pub timer: bool,
+    /// When the group last lost its last member (ms since the epoch; 0 if unknown): offset
+    /// retention counts from here for groups that had members.
+    pub emptied_at_ms: i64,
+    /// The KIP-848 state when this is a consumer group (None: a classic group).
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 /// A JoinGroup error answer.
@@ -151,6 +156,8 @@ impl Group {
             rebalance_deadline: None,
             metadata_offset: None,
             timer: false,
+            emptied_at_ms: 0,
+            consumer: None,
         }
     }
 
@@ -200,7 +207,13 @@ impl Group {
 
     /// The topics the members subscribe to, when the group runs the consumer protocol and has
     /// members (OffsetDelete may not delete offsets of those); `None` for any other group.
-    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+    pub fn subscribed_topics(
+        &self,
+        metadata: &crate::cluster::metadata::MetadataSnapshot,
+    ) -> Option<std::collections::HashSet<String>> {
+        if let Some(consumer) = self.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            return Some(consumer.subscribed_topics(metadata).into_iter().collect());
+        }
         if self.state == GroupState::Empty || self.protocol_type.as_deref() != Some("consumer") {
             return None;
         }
@@ -236,6 +249,7 @@ impl Group {
     }
 
     fn become_empty(&mut self) {
+        self.emptied_at_ms = crate::cluster::metadata::now_ms();
         self.state = GroupState::Empty;
         self.generation += 1;
         self.protocol = None;
@@ -385,6 +399,9 @@ impl Group {
     /// One timer tick: expires pending ids and silent members, ends overdue rebalances.
     /// Returns whether the group still needs its timer.
     pub fn tick(&mut self, now: Instant) -> bool {
+        if let Some(consumer) = &mut self.consumer {
+            return consumer.tick(now);
+        }
         let before = self.pending.len();
         self.pending.retain(|_, deadline| now < *deadline);
         if self.pending.len() != before {
@@ -425,6 +442,7 @@ impl Group {
         self.metadata_offset = Some(log_offset);
         match value {
             Some(v) => {
+                self.consumer = None;
                 self.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
                 self.generation = v.generation;
             }
@@ -436,9 +454,51 @@ impl Group {
         }
     }
 
+    /// Offsets due to expire at `now_ms` (only while the group has no members).
+    pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+        let has_members = !self.members.is_empty()
+            || !self.pending.is_empty()
+            || self
+                .consumer
+                .as_ref()
+                .is_some_and(|c| !c.members.is_empty());
+        if has_members {
+            return Vec::new();
+        }
+        self.offsets
+            .iter()
+            .filter(|(_, c)| match c.value.expire_timestamp {
+                Some(expire) => now_ms >= expire,
+                None => {
+                    let since = c.value.timestamp.max(self.emptied_at_ms);
+                    now_ms.saturating_sub(since) >= retention_ms
+                }
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The group's type for ListGroups ("classic" or "consumer").
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The group's state name as clients see it.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(consumer) => consumer.state_name(),
+            None => self.state.name(),
+        }
+    }
+
     /// Whether the group holds nothing worth remembering (no members, offsets or metadata).
     pub fn is_forgettable(&self) -> bool {
-        self.members.is_empty()
+        self.consumer.is_none()
+            && self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()
             && self.metadata_offset.is_none()

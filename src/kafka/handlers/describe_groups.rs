@@ -2,6 +2,7 @@
 //! group does not exist). Member metadata and assignments are filled in once the group is
 //! stable, as Kafka does.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse};
 
@@ -37,13 +38,17 @@ pub async fn handle(
             group::on_coordinator(&ctx.shard.ctx, &id.clone(), move |shard, _| async move {
                 let groups = shard.groups.groups.borrow();
                 let Some(g) = groups.get(&id) else {
-                    return (
+                    return Ok((
                         group::state_name(None).to_owned(),
                         String::new(),
                         String::new(),
                         Vec::new(),
-                    );
+                    ));
                 };
+                if g.consumer.is_some() {
+                    // KIP-848 groups are described by ConsumerGroupDescribe, as in Kafka.
+                    return Err(ResponseError::GroupIdNotFound);
+                }
                 let stable = g.state == GroupState::Stable;
                 let protocol = g.protocol.clone().unwrap_or_default();
                 let members = g
@@ -69,14 +74,15 @@ pub async fn handle(
                         member
                     })
                     .collect();
-                (
+                Ok((
                     group::state_name(Some(g.state)).to_owned(),
                     g.protocol_type.clone().unwrap_or_default(),
                     if stable { protocol } else { String::new() },
                     members,
-                )
+                ))
             })
-            .await;
+            .await
+            .and_then(|r| r);
         groups.push(match described {
             Ok((state, protocol_type, protocol, members)) => base
                 .with_group_state(str_bytes(state))

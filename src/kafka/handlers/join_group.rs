@@ -132,6 +132,12 @@ fn join_locked(
         .iter()
         .map(|p| (p.name.to_string(), p.metadata.clone()))
         .collect();
+    if let Some(consumer) = &group.consumer {
+        if !consumer.members.is_empty() {
+            // A KIP-848 group keeps its type while it has members.
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+    }
     if !group.supports(&protocol_type, &protocols) {
         return Err(ResponseError::InconsistentGroupProtocol);
     }
@@ -230,6 +236,8 @@ fn add_member(group: &mut Group, id: String, member: Member, protocol_type: &str
     tracing::debug!(group = %group.id, member = %id, "member joins");
     if group.members.is_empty() {
         group.protocol_type = Some(protocol_type.to_owned());
+        // An empty KIP-848 group becomes a classic one (its offsets stay).
+        group.consumer = None;
     }
     if let Some(instance) = &member.instance_id {
         group.static_members.insert(instance.clone(), id.clone());

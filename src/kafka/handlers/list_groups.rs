@@ -1,5 +1,5 @@
 //! ListGroups: every group coordinated here (asked of each shard), filtered by state (v4+)
-//! and type (v5+; all groups are "classic").
+//! and type (v5+: "classic" or "consumer", KIP-848).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ApiKey, ListGroupsRequest, ListGroupsResponse};
@@ -25,9 +25,6 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListGroupsRequest) -> Lis
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-        return ListGroupsResponse::default();
-    }
     let calls = (0..broker.shards.count()).map(|target| {
         broker
             .shards
@@ -35,16 +32,19 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListGroupsRequest) -> Lis
     });
     let mut groups = Vec::new();
     for listed in futures::future::join_all(calls).await.into_iter().flatten() {
-        for (id, protocol_type, state) in listed {
-            if !states.is_empty() && !states.iter().any(|s| *s == state.to_ascii_lowercase()) {
+        for g in listed {
+            if !states.is_empty() && !states.iter().any(|s| *s == g.state.to_ascii_lowercase()) {
+                continue;
+            }
+            if !types.is_empty() && !types.iter().any(|t| t == g.group_type) {
                 continue;
             }
             groups.push(
                 ListedGroup::default()
-                    .with_group_id(str_bytes(id).into())
-                    .with_protocol_type(str_bytes(protocol_type))
-                    .with_group_state(str_bytes(state))
-                    .with_group_type(str_bytes("classic")),
+                    .with_group_id(str_bytes(g.id).into())
+                    .with_protocol_type(str_bytes(g.protocol_type))
+                    .with_group_state(str_bytes(g.state))
+                    .with_group_type(str_bytes(g.group_type)),
             );
         }
     }

@@ -7,6 +7,8 @@
 
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -20,6 +22,7 @@ mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -78,6 +81,9 @@ pub const SUPPORTED: &[ApiSupport] = &[
     describe_groups::SUPPORT,
     delete_groups::SUPPORT,
     offset_delete::SUPPORT,
+    consumer_group_heartbeat::SUPPORT,
+    consumer_group_describe::SUPPORT,
+    init_producer_id::SUPPORT,
 ];
 
 pub fn support(key: ApiKey) -> Option<ApiSupport> {
@@ -215,6 +221,22 @@ pub async fn dispatch(
             let response = join_group::handle(&ctx, request, client_id).await;
             Ok(Some(vec![encode(key, header, &response)?.freeze()]))
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let request = decode::<kafka_protocol::messages::ConsumerGroupHeartbeatRequest>(
+                key, body, version,
+            )?;
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            let response = consumer_group_heartbeat::handle(&ctx, request, client_id).await;
+            Ok(Some(vec![encode(key, header, &response)?.freeze()]))
+        }
+        ApiKey::ConsumerGroupDescribe => route!(
+            kafka_protocol::messages::ConsumerGroupDescribeRequest,
+            consumer_group_describe::handle
+        ),
         ApiKey::SyncGroup => route!(
             kafka_protocol::messages::SyncGroupRequest,
             sync_group::handle
@@ -242,6 +264,10 @@ pub async fn dispatch(
         ApiKey::DescribeGroups => route!(
             kafka_protocol::messages::DescribeGroupsRequest,
             describe_groups::handle
+        ),
+        ApiKey::InitProducerId => route!(
+            kafka_protocol::messages::InitProducerIdRequest,
+            init_producer_id::handle
         ),
         ApiKey::DeleteGroups => route!(
             kafka_protocol::messages::DeleteGroupsRequest,

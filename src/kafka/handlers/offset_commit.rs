@@ -56,6 +56,9 @@ pub async fn handle(
                         leader_epoch: p.committed_leader_epoch,
                         metadata,
                         timestamp: now,
+                        // v2-v4 may ask for their own retention; -1 means the broker's.
+                        expire_timestamp: (request.retention_time_ms > 0)
+                            .then(|| now.saturating_add(request.retention_time_ms)),
                     })
                 };
                 (p.partition_index, value)
@@ -131,9 +134,6 @@ async fn commit(
     }
     let first = group::append_records(&partition, records).await?;
     let mut groups = shard.groups.groups.borrow_mut();
-    if !groups.contains_key(&id) && groups.len() >= group::MAX_GROUPS_PER_SHARD {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    }
     let group = groups
         .entry(id.clone())
         .or_insert_with(|| Group::new(id.clone()));
@@ -151,15 +151,26 @@ fn check_member(
     instance: Option<&str>,
 ) -> Result<(), ResponseError> {
     let mut groups = shard.groups.groups.borrow_mut();
+    // Refused before anything is written: a new group beyond the shard's limit.
+    if !groups.contains_key(id) && groups.len() >= group::MAX_GROUPS_PER_SHARD {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
     let group = groups.get_mut(id);
     if generation < 0 && member_id.is_empty() {
         // A simple consumer (manual assignment): only for groups without members.
         return match group {
             Some(g) if !g.members.is_empty() => Err(ResponseError::UnknownMemberId),
+            Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => {
+                Err(ResponseError::UnknownMemberId)
+            }
             _ => Ok(()),
         };
     }
     let group = group.ok_or(ResponseError::IllegalGeneration)?;
+    if let Some(consumer) = &group.consumer {
+        // KIP-848 groups: the generation field carries the member epoch.
+        return consumer.check_member_epoch(member_id, generation);
+    }
     group.check_member(member_id, instance)?;
     let current = group.generation;
     let state = group.state;

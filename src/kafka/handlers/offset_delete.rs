@@ -48,7 +48,7 @@ pub async fn handle(
             let (deletable, outcomes) = {
                 let groups = shard.groups.groups.borrow();
                 let group = groups.get(&id).ok_or(ResponseError::GroupIdNotFound)?;
-                let subscribed = group.subscribed_topics();
+                let subscribed = group.subscribed_topics(&shard.metadata());
                 if subscribed.is_none() && !group.members.is_empty() {
                     return Err(ResponseError::NonEmptyGroup);
                 }

@@ -33,7 +33,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let result = fetch(ctx, &g.group_id, wanted).await;
+            let member = g
+                .member_id
+                .as_ref()
+                .filter(|m| !m.is_empty() && g.member_epoch >= 0)
+                .map(|m| (m.to_string(), g.member_epoch));
+            let result = fetch(ctx, &g.group_id, wanted, member).await;
             let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             groups.push(match result {
                 Ok(found) => entry.with_topics(
@@ -69,7 +74,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch(ctx, &request.group_id, wanted).await {
+    match fetch(ctx, &request.group_id, wanted, None).await {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
@@ -127,17 +132,24 @@ fn fields(value: Option<OffsetValue>) -> (i64, i32, String) {
     }
 }
 
+/// `member`: the member id and epoch a KIP-848 member sends (v9+), checked like a commit's.
 async fn fetch(
     ctx: &RequestContext<'_>,
     group_id: &GroupId,
     wanted: Wanted,
+    member: Option<(String, i32)>,
 ) -> Result<Found, ResponseError> {
     group::check_group_id(group_id)?;
     let id = group_id.to_string();
     group::on_coordinator(&ctx.shard.ctx, &id.clone(), move |shard, _| async move {
         let groups = shard.groups.groups.borrow();
         let group = groups.get(&id);
-        match wanted {
+        if let (Some((member_id, epoch)), Some(consumer)) =
+            (member, group.and_then(|g| g.consumer.as_ref()))
+        {
+            consumer.check_member_epoch(&member_id, epoch)?;
+        }
+        Ok(match wanted {
             Some(topics) => topics
                 .into_iter()
                 .map(|(name, partitions)| {
@@ -171,7 +183,8 @@ async fn fetch(
                     })
                     .collect()
             }
-        }
+        })
     })
     .await
+    .and_then(|r| r)
 }

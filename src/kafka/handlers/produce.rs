@@ -10,6 +10,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use storage::batch::{BatchHeader, ValidatedBatch};
 
+use crate::partition::Partition;
+use crate::producer::state::Verdict;
+
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::now_ms;
 use crate::cluster::topic_config::EffectiveConfig;
@@ -157,6 +160,18 @@ async fn produce_partition(
             return outcome;
         }
     }
+    // An idempotent producer's batch is checked against its sequence on the partition's shard.
+    // Like Kafka, such a request carries exactly one batch per partition.
+    let producer = batches
+        .first()
+        .map(|b| *b.header())
+        .filter(|h| h.producer_id >= 0);
+    if producer.is_some() && batches.len() != 1 {
+        return Outcome::error(
+            ResponseError::InvalidRecord,
+            "an idempotent producer must send one batch per partition",
+        );
+    }
     let owner = broker.shards.owner(&info.id, index);
     let topic_id = info.id;
     let result = broker
@@ -168,9 +183,12 @@ async fn produce_partition(
                     "partition is not open on its shard".to_string(),
                 ));
             };
-            let (base, end) = partition
-                .append(batches)
-                .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+            let (base, end) = match producer {
+                None => partition
+                    .append(batches)
+                    .map_err(|e| (storage_error_code(&e), e.to_string()))?,
+                Some(header) => append_idempotent(&partition, batches, &header)?,
+            };
             if acks == -1 {
                 partition
                     .commit(end)
@@ -192,6 +210,47 @@ async fn produce_partition(
         },
         Ok(Err((code, message))) => Outcome::error(code, message),
         Err(gone) => Outcome::error(ResponseError::NotLeaderOrFollower, gone.to_string()),
+    }
+}
+
+/// Appends an idempotent producer's batch unless it is a retry of one already in the log
+/// (then its original offsets are the answer). Check, append and state update run without a
+/// suspension point between them, so two requests of one producer cannot interleave.
+fn append_idempotent(
+    partition: &Partition,
+    batches: Vec<ValidatedBatch>,
+    header: &BatchHeader,
+) -> Result<(u64, u64), (ResponseError, String)> {
+    let verdict = partition.producers.borrow().check(header).map_err(|e| {
+        let message = format!(
+            "producer {} epoch {} sequence {}: {e}",
+            header.producer_id, header.producer_epoch, header.base_sequence
+        );
+        (e, message)
+    })?;
+    match verdict {
+        Verdict::Duplicate {
+            first_offset,
+            last_offset,
+        } => {
+            tracing::debug!(
+                producer = header.producer_id,
+                sequence = header.base_sequence,
+                first_offset,
+                "duplicate batch answered with its original offsets"
+            );
+            Ok((first_offset.max(0) as u64, (last_offset + 1).max(0) as u64))
+        }
+        Verdict::Append => {
+            let (base, end) = partition
+                .append(batches)
+                .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+            partition
+                .producers
+                .borrow_mut()
+                .record(header, base as i64, now_ms());
+            Ok((base, end))
+        }
     }
 }
 
