@@ -220,6 +220,7 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
     };
     let maintenance = tokio::task::spawn_local(maintenance_loop(shard.clone()));
     let offset_expiry = tokio::task::spawn_local(crate::group::expire_offsets_loop(shard.clone()));
+    let txn_timer = tokio::task::spawn_local(crate::txn::timer_loop(shard.clone()));
     let _ = ready.send(Ok(()));
 
     let mut shutdown = ctx.shutdown.clone();
@@ -230,6 +231,7 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
     }
     maintenance.abort();
     offset_expiry.abort();
+    txn_timer.abort();
     // Let connections finish the request they are on (they watch the same signal).
     tokio::time::sleep(Duration::from_millis(50)).await;
     for partition in shard.partitions() {
@@ -291,7 +293,11 @@ async fn maintenance_loop(shard: Rc<Shard>) {
             let now = crate::cluster::metadata::now_ms();
             for partition in shard.partitions() {
                 let _ = partition.log.checkpoint().await;
-                let expired = partition.producers.borrow_mut().expire(now, expiration);
+                let expired = {
+                    let mut producers = partition.producers.borrow_mut();
+                    producers.trim_aborted(partition.log.log_start_offset() as i64);
+                    producers.expire(now, expiration)
+                };
                 if expired > 0 {
                     tracing::debug!(topic = %partition.topic, partition = partition.index, expired, "expired idle producers");
                 }

@@ -13,6 +13,7 @@ mod partition;
 mod producer;
 mod shard;
 mod topics;
+mod txn;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -97,6 +97,41 @@ impl Partition {
         });
     }
 
+    /// The last stable offset: the high watermark, or the first offset of the oldest open
+    /// transaction when that is lower (read_committed consumers stop there).
+    pub fn last_stable_offset(&self) -> u64 {
+        let hw = self.log.high_watermark();
+        match self.producers.borrow().first_unstable_offset() {
+            Some(first) => hw.min(first.max(0) as u64),
+            None => hw,
+        }
+    }
+
+    /// Appends a transaction marker (commit or abort) for `producer_id` and ends its open
+    /// transaction here; returns the end offset to commit.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<u64, StorageError> {
+        let now = crate::cluster::metadata::now_ms();
+        let batch = crate::producer::marker::control_batch(
+            producer_id,
+            epoch,
+            commit,
+            coordinator_epoch,
+            now,
+        )
+        .map_err(StorageError::InvalidBatch)?;
+        let (base, end) = self.append(vec![batch])?;
+        self.producers
+            .borrow_mut()
+            .apply_marker(producer_id, epoch, commit, base as i64, now);
+        Ok(end)
+    }
+
     /// Saves the producer state as of the log end (at shutdown and periodically, so recovery
     /// replays only what came after).
     pub fn snapshot_producers(&self) {

@@ -133,6 +133,9 @@ pub struct Shard {
     pub groups: crate::group::Coordinator,
     /// Producer id allocation (used on shard 0 only, beside the metadata store).
     pub producer_ids: crate::producer::ids::ProducerIds,
+    /// Transactional ids coordinated by this shard (those of its `__transaction_state`
+    /// partitions).
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 impl Shard {
@@ -146,6 +149,7 @@ impl Shard {
             fetch_sessions: RefCell::new(Default::default()),
             groups: Default::default(),
             producer_ids: Default::default(),
+            txns: Default::default(),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         shard

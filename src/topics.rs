@@ -170,7 +170,12 @@ pub async fn open_partition(
     if topic.name == crate::group::OFFSETS_TOPIC && shard.partition(&topic.id, index).is_none() {
         // Groups and offsets are in memory before the partition (and so the coordinator) is
         // reachable.
-        crate::group::load_partition(shard, &log)
+        crate::group::load_partition(shard, &log, index)
+            .await
+            .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
+    }
+    if topic.name == crate::txn::TXN_TOPIC && shard.partition(&topic.id, index).is_none() {
+        crate::txn::load_partition(shard, &log)
             .await
             .map_err(|m| TopicError::new(ResponseError::KafkaStorageError, m))?;
     }

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod consumer;
 pub mod lag;
 pub mod state;
+pub mod txn;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -116,7 +117,23 @@ where
     Fut: std::future::Future<Output = R> + 'static,
 {
     let topic = offsets_topic(ctx).await?;
-    let index = partition_for(group, topic.partitions);
+    on_key_partition(ctx, &topic, group, f).await
+}
+
+/// Runs `f` on the shard owning the partition of the internal `topic` that `key` hashes to
+/// (a group's or a transactional id's coordinator), with that partition.
+pub async fn on_key_partition<R, F, Fut>(
+    ctx: &Arc<BrokerContext>,
+    topic: &TopicInfo,
+    key: &str,
+    f: F,
+) -> Result<R, ResponseError>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<Shard>, Rc<Partition>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+{
+    let index = partition_for(key, topic.partitions);
     let owner = ctx.shards.owner(&topic.id, index);
     let topic_id = topic.id;
     ctx.shards
@@ -130,16 +147,35 @@ where
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?
 }
 
-/// Appends records to a `__consumer_offsets` partition and waits until they are durable;
-/// returns the offset of the first.
+/// Appends records to an internal partition (`__consumer_offsets`, `__transaction_state`)
+/// and waits until they are durable; returns the offset of the first.
 pub async fn append_records(
     partition: &Partition,
     records: Vec<(Bytes, Option<Bytes>)>,
 ) -> Result<u64, ResponseError> {
+    append_records_as(partition, records, None).await
+}
+
+/// [`append_records`], written by a transactional producer when `producer` is set (offsets
+/// committed in a transaction, which count only once its commit marker follows).
+pub async fn append_records_as(
+    partition: &Partition,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    producer: Option<(i64, i16)>,
+) -> Result<u64, ResponseError> {
     let timestamp = now_ms();
     let mut batches = Vec::new();
     for chunk in records.chunks(RECORDS_PER_BATCH) {
-        let mut builder = BatchBuilder::new();
+        let mut builder = match producer {
+            Some((producer_id, producer_epoch)) => BatchBuilder::new()
+                .attributes(storage::batch::ATTRIBUTE_TRANSACTIONAL)
+                .producer(protocol::records::ProducerFields {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: -1,
+                }),
+            None => BatchBuilder::new(),
+        };
         for (key, value) in chunk {
             builder.push(Record {
                 key: Some(key.clone()),
@@ -171,7 +207,11 @@ pub async fn append_records(
 
 /// Replays one `__consumer_offsets` partition into this shard's coordinator (at open, before
 /// the partition is reachable).
-pub async fn load_partition(shard: &Shard, log: &storage::PartitionLog) -> Result<(), String> {
+pub async fn load_partition(
+    shard: &Shard,
+    log: &storage::PartitionLog,
+    index: i32,
+) -> Result<(), String> {
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
     let mut records = 0usize;
@@ -184,6 +224,9 @@ pub async fn load_partition(shard: &Shard, log: &storage::PartitionLog) -> Resul
             break;
         }
         for batch in &read.batches {
+            if txn::replay_batch(shard, batch, index) {
+                continue;
+            }
             let decoded = match decode_records(batch) {
                 Ok(d) => d,
                 Err(e) => {

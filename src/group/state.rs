@@ -121,6 +121,8 @@ pub struct Group {
     pub emptied_at_ms: i64,
     /// The KIP-848 state when this is a consumer group (None: a classic group).
     pub consumer: Option<super::consumer::ConsumerGroup>,
+    /// Offsets committed in open transactions, by producer id (see `txn.rs`).
+    pub pending_txn_offsets: HashMap<i64, Vec<super::txn::PendingOffset>>,
 }
 
 /// A JoinGroup error answer.
@@ -158,6 +160,7 @@ impl Group {
             timer: false,
             emptied_at_ms: 0,
             consumer: None,
+            pending_txn_offsets: HashMap::new(),
         }
     }
 
@@ -478,6 +481,15 @@ impl Group {
             .collect()
     }
 
+    /// Whether an open transaction has an offset for this partition pending (OffsetFetch with
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_offset(&self, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets
+            .values()
+            .flatten()
+            .any(|(t, p, _, _)| t == topic && *p == partition)
+    }
+
     /// The group's type for ListGroups ("classic" or "consumer").
     pub fn group_type(&self) -> &'static str {
         if self.consumer.is_some() {
@@ -498,6 +510,7 @@ impl Group {
     /// Whether the group holds nothing worth remembering (no members, offsets or metadata).
     pub fn is_forgettable(&self) -> bool {
         self.consumer.is_none()
+            && self.pending_txn_offsets.is_empty()
             && self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()

@@ -3,4 +3,5 @@
 //! per-partition state that turns retried batches into no-ops ([`state`]).
 
 pub mod ids;
+pub mod marker;
 pub mod state;

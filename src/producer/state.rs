@@ -3,6 +3,11 @@
 //! retried batch is recognised and answered with its original offsets instead of being written
 //! twice, and a gap in the sequence is refused.
 //!
+//! For transactions it also keeps, per producer, the first offset of its open transaction here
+//! (the smallest of those is the last stable offset, which read_committed consumers never pass)
+//! and the list of aborted transactions (producer, first offset, marker offset) that Fetch
+//! hands to read_committed consumers so they skip aborted records.
+//!
 //! The state is rebuilt when the partition opens: from the snapshot file written at clean
 //! shutdown and periodically (`producer-state.snapshot` in the partition directory, CRC32C
 //! protected, written to a `.tmp` file and renamed), then from the batches after the snapshot's
@@ -21,7 +26,7 @@ pub const BATCHES_KEPT: usize = 5;
 /// The snapshot file in a partition's directory.
 pub const SNAPSHOT_FILE: &str = "producer-state.snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
 /// Most producers one snapshot may hold (a bound for reading an untrusted file).
 const SNAPSHOT_PRODUCERS_MAX: usize = 10_000_000;
 
@@ -41,6 +46,17 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Wall-clock ms of the last append (for `producer.id.expiration.ms`).
     pub last_append_ms: i64,
+    /// First offset of this producer's open transaction in this partition.
+    pub txn_first_offset: Option<i64>,
+}
+
+/// An aborted transaction in this partition: its records lie in `[first_offset, last_offset]`
+/// (the last being its abort marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// What to do with an idempotent batch.
@@ -58,6 +74,8 @@ pub enum Verdict {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStates {
     pub producers: HashMap<i64, ProducerEntry>,
+    /// In marker order (so by `last_offset`).
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// The sequence after `seq` (sequences wrap at i32::MAX, as Kafka's do).
@@ -136,10 +154,14 @@ impl ProducerStates {
                 epoch: header.producer_epoch,
                 batches: VecDeque::new(),
                 last_append_ms: now_ms,
+                txn_first_offset: None,
             });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(first_offset);
         }
         if entry.batches.len() == BATCHES_KEPT {
             entry.batches.pop_front();
@@ -148,11 +170,73 @@ impl ProducerStates {
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
     }
 
-    /// Forgets producers silent for `expiration_ms` (Kafka's `producer.id.expiration.ms`).
+    /// Records a transaction marker of `producer_id` written at `offset`: its open transaction
+    /// here ends (and, aborted, joins the aborted list).
+    pub fn apply_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        offset: i64,
+        now_ms: i64,
+    ) {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_append_ms: now_ms,
+                txn_first_offset: None,
+            });
+        if epoch > entry.epoch {
+            // A bumped epoch (the transaction was fenced or timed out): sequences restart.
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        if let Some(first_offset) = entry.txn_first_offset.take() {
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: offset,
+                });
+            }
+        }
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset when below the
+    /// high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
+    }
+
+    /// Aborted transactions overlapping `[from, to]`, as Fetch reports them: (producer id,
+    /// first offset).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset <= to)
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start (deleted by retention).
+    pub fn trim_aborted(&mut self, log_start: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start);
+    }
+
+    /// Forgets producers silent for `expiration_ms` (Kafka's `producer.id.expiration.ms`);
+    /// a producer with an open transaction is kept (the coordinator will end it).
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_append_ms) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_append_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -194,7 +278,20 @@ impl ProducerStates {
             for batch in &read.batches {
                 let header = BatchHeader::decode(batch)
                     .map_err(|e| format!("bad batch while rebuilding producer state: {e}"))?;
-                if header.producer_id >= 0 && header.last_offset() >= offset as i64 {
+                if header.producer_id < 0 || header.last_offset() < offset as i64 {
+                    continue;
+                }
+                if header.is_control() {
+                    if let Some(commit) = marker_kind(batch) {
+                        states.apply_marker(
+                            header.producer_id,
+                            header.producer_epoch,
+                            commit,
+                            header.base_offset,
+                            now,
+                        );
+                    }
+                } else {
                     states.record(&header, header.base_offset, now);
                 }
             }
@@ -229,6 +326,7 @@ impl ProducerStates {
             out.put_i64(*id);
             out.put_i16(entry.epoch);
             out.put_i64(entry.last_append_ms);
+            out.put_i64(entry.txn_first_offset.unwrap_or(-1));
             out.put_u8(entry.batches.len() as u8);
             for b in &entry.batches {
                 out.put_i32(b.first_seq);
@@ -237,9 +335,30 @@ impl ProducerStates {
                 out.put_i64(b.last_offset);
             }
         }
+        out.put_u32(self.aborted.len() as u32);
+        for a in &self.aborted {
+            out.put_i64(a.producer_id);
+            out.put_i64(a.first_offset);
+            out.put_i64(a.last_offset);
+        }
         let crc = crc32c::crc32c(&out);
         out.put_u32(crc);
         out.freeze()
+    }
+}
+
+/// The kind of a control batch's marker: Some(true) commit, Some(false) abort, None for other
+/// control records. The marker's key is `[i16 version][i16 type]`.
+pub fn marker_kind(batch: &Bytes) -> Option<bool> {
+    let records = protocol::records::decode_records(batch).ok()?;
+    let key = records.first()?.key.clone()?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
     }
 }
 
@@ -251,7 +370,8 @@ fn discard(path: &Path) -> Result<(), String> {
 /// checked against what remains before anything is allocated.
 fn decode_snapshot(mut buf: Bytes) -> Result<(ProducerStates, u64), String> {
     const HEADER: usize = 4 + 2 + 8 + 4;
-    const ENTRY_MIN: usize = 8 + 2 + 8 + 1;
+    const ENTRY_MIN: usize = 8 + 2 + 8 + 8 + 1;
+    const ABORTED: usize = 8 + 8 + 8;
     const BATCH: usize = 4 + 4 + 8 + 8;
     if buf.len() < HEADER + 4 {
         return Err("snapshot too short".into());
@@ -289,6 +409,7 @@ fn decode_snapshot(mut buf: Bytes) -> Result<(ProducerStates, u64), String> {
         let id = buf.get_i64();
         let epoch = buf.get_i16();
         let last_append_ms = buf.get_i64();
+        let txn_first_offset = Some(buf.get_i64()).filter(|o| *o >= 0);
         let batches = buf.get_u8() as usize;
         if batches > BATCHES_KEPT || buf.remaining() < batches * BATCH {
             return Err("bad snapshot batch count".into());
@@ -307,9 +428,24 @@ fn decode_snapshot(mut buf: Bytes) -> Result<(ProducerStates, u64), String> {
                 epoch,
                 batches,
                 last_append_ms,
+                txn_first_offset,
             },
         );
     }
+    if buf.remaining() < 4 {
+        return Err("truncated snapshot".into());
+    }
+    let aborted = buf.get_u32() as usize;
+    if aborted.saturating_mul(ABORTED) != buf.remaining() {
+        return Err(format!("snapshot claims {aborted} aborted transactions"));
+    }
+    states.aborted = (0..aborted)
+        .map(|_| AbortedTxn {
+            producer_id: buf.get_i64(),
+            first_offset: buf.get_i64(),
+            last_offset: buf.get_i64(),
+        })
+        .collect();
     if buf.has_remaining() {
         return Err("trailing bytes in snapshot".into());
     }
@@ -398,10 +534,35 @@ mod tests {
     }
 
     #[test]
+    fn transactions_set_the_stable_offset_and_aborts_are_listed() {
+        let mut s = ProducerStates::default();
+        let mut txn = header(1, 0, 0, 2);
+        txn.attributes = storage::batch::ATTRIBUTE_TRANSACTIONAL;
+        s.record(&txn, 10, 0);
+        let mut other = header(2, 0, 0, 1);
+        other.attributes = storage::batch::ATTRIBUTE_TRANSACTIONAL;
+        s.record(&other, 12, 0);
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        s.apply_marker(1, 0, false, 13, 0);
+        assert_eq!(s.first_unstable_offset(), Some(12));
+        s.apply_marker(2, 0, true, 14, 0);
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.aborted_between(0, 100), vec![(1, 10)]);
+        assert!(s.aborted_between(14, 100).is_empty());
+        s.trim_aborted(14);
+        assert!(s.aborted.is_empty());
+    }
+
+    #[test]
     fn snapshots_round_trip_and_reject_damage() {
         let mut s = ProducerStates::default();
         s.record(&header(1, 3, 0, 4), 0, 9);
         s.record(&header(2, 0, 0, 1), 4, 9);
+        let mut txn = header(3, 0, 0, 1);
+        txn.attributes = storage::batch::ATTRIBUTE_TRANSACTIONAL;
+        s.record(&txn, 5, 9);
+        s.apply_marker(3, 0, false, 6, 9);
+        s.record(&txn, 7, 9);
         let bytes = s.encode_snapshot(5);
         assert_eq!(decode_snapshot(bytes.clone()).unwrap(), (s.clone(), 5));
         for cut in [0, 10, bytes.len() - 1] {
@@ -410,6 +571,10 @@ mod tests {
         let mut flipped = bytes.to_vec();
         flipped[20] ^= 1;
         assert!(decode_snapshot(Bytes::from(flipped)).is_err());
-        assert_eq!(s.expire(9 + 100, 50), 2);
+        assert_eq!(
+            s.expire(9 + 100, 50),
+            2,
+            "the producer in a transaction stays"
+        );
     }
 }

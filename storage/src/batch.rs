@@ -205,6 +205,11 @@ impl ValidatedBatch {
         self.bytes.is_empty()
     }
 
+    /// The batch's bytes, as they will be written (before the log assigns offsets).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Stamps the batch with the broker's clock (LogAppendTime): the attribute bit and the max
     /// timestamp change, and the CRC, which covers both, is recomputed so the batch stays valid.
     pub fn set_log_append_time(&mut self, now: i64) {

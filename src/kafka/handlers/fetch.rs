@@ -1,6 +1,8 @@
 //! Fetch: read committed batches from each partition's shard, long-polling (`max_wait_ms`) until
 //! `min_bytes` are available, honouring per-partition and per-response byte limits, with
-//! incremental fetch sessions (KIP-227, see `fetch_session.rs`).
+//! incremental fetch sessions (KIP-227, see `fetch_session.rs`). read_committed consumers
+//! (isolation_level 1) read up to the last stable offset and get the aborted transactions of
+//! the range, so they skip aborted records.
 
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 struct Wanted {
     target: FetchTarget,
     topic_id: Option<Uuid>,
+    /// isolation_level 1: only up to the last stable offset, with the aborted transactions.
+    read_committed: bool,
 }
 
 /// What one partition read returned.
@@ -36,7 +40,10 @@ struct Wanted {
 struct Read {
     error: Option<ResponseError>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// For read_committed: (producer id, first offset) of aborted transactions in the range.
+    aborted: Option<Vec<(i64, i64)>>,
     batches: Vec<Bytes>,
     bytes: usize,
     watch: Option<watch::Receiver<u64>>,
@@ -47,7 +54,9 @@ impl Read {
         Read {
             error: Some(code),
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
+            aborted: None,
             batches: Vec::new(),
             bytes: 0,
             watch: None,
@@ -114,7 +123,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchOut
             let topic_id = info
                 .filter(|t| target.partition >= 0 && target.partition < t.partitions)
                 .map(|t| t.id);
-            Wanted { target, topic_id }
+            Wanted {
+                target,
+                topic_id,
+                read_committed: request.isolation_level == 1,
+            }
         })
         .collect();
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -176,10 +189,11 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
                 };
                 return Read::error(code);
             };
-            let (index, offset, max_bytes) = (
+            let (index, offset, max_bytes, read_committed) = (
                 w.target.partition,
                 w.target.offset,
                 w.target.max_bytes.max(0) as usize,
+                w.read_committed,
             );
             let owner = broker.shards.owner(&topic_id, index);
             broker
@@ -192,10 +206,18 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
                     let watch = partition.watch_high_watermark();
                     let log = &partition.log;
                     let high_watermark = log.high_watermark();
+                    let stable = partition.last_stable_offset();
+                    let upper = if read_committed {
+                        stable
+                    } else {
+                        high_watermark
+                    };
                     let base = Read {
                         error: None,
                         high_watermark: high_watermark as i64,
+                        last_stable_offset: stable as i64,
                         log_start_offset: log.log_start_offset() as i64,
+                        aborted: None,
                         batches: Vec::new(),
                         bytes: 0,
                         watch: Some(watch),
@@ -206,15 +228,19 @@ async fn read_all(ctx: &RequestContext<'_>, wanted: &[Wanted]) -> Vec<Read> {
                             ..base
                         };
                     }
-                    match log
-                        .read(offset as u64, max_bytes.max(1), high_watermark)
-                        .await
-                    {
+                    match log.read(offset as u64, max_bytes.max(1), upper).await {
                         Ok(read) => {
                             let bytes = read.total_bytes();
+                            let aborted = read_committed.then(|| {
+                                partition
+                                    .producers
+                                    .borrow()
+                                    .aborted_between(offset, read.next_offset as i64 - 1)
+                            });
                             Read {
                                 batches: read.batches,
                                 bytes,
+                                aborted,
                                 ..base
                             }
                         }
@@ -265,9 +291,9 @@ fn build_response(
             index: w.target.partition,
             error_code: read.error.map(|e| e.code()).unwrap_or(0),
             high_watermark: read.high_watermark,
-            last_stable_offset: read.high_watermark,
+            last_stable_offset: read.last_stable_offset,
             log_start_offset: read.log_start_offset,
-            aborted_transactions: Some(Vec::new()),
+            aborted_transactions: read.aborted,
             preferred_read_replica: -1,
             records,
         };

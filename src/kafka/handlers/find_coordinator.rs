@@ -1,6 +1,7 @@
 //! FindCoordinator: this broker coordinates every group (the leader of the group's
-//! `__consumer_offsets` partition, created on first use). Transaction coordinators are not
-//! implemented yet. v4+ batches keys in `coordinator_keys`.
+//! `__consumer_offsets` partition) and every transactional id (the leader of its
+//! `__transaction_state` partition), each topic created on first use. v4+ batches keys in
+//! `coordinator_keys`.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -8,7 +9,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, ApiSupport, RequestContext};
-use crate::group;
+use crate::{group, txn};
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::FindCoordinator,
@@ -17,6 +18,7 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 };
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Most keys answered in one batched request.
 const MAX_KEYS: usize = 10_000;
 
@@ -32,18 +34,25 @@ pub async fn handle(
         let host = host.clone();
         async move {
             let base = Coordinator::default().with_key(key.clone());
-            let outcome = if request.key_type != KEY_TYPE_GROUP {
-                Err((
-                    ResponseError::CoordinatorNotAvailable,
-                    "only group coordinators are available",
-                ))
-            } else if group::check_group_id(&key).is_err() {
-                Err((ResponseError::InvalidRequest, "invalid group id"))
-            } else {
-                group::offsets_topic(broker)
+            let outcome = match request.key_type {
+                KEY_TYPE_GROUP if group::check_group_id(&key).is_err() => {
+                    Err((ResponseError::InvalidRequest, "invalid group id"))
+                }
+                KEY_TYPE_GROUP => group::offsets_topic(broker)
                     .await
                     .map(|_| ())
-                    .map_err(|e| (e, "the offsets topic is not available"))
+                    .map_err(|e| (e, "the offsets topic is not available")),
+                KEY_TYPE_TRANSACTION if txn::check_id(&key).is_err() => {
+                    Err((ResponseError::InvalidRequest, "invalid transactional id"))
+                }
+                KEY_TYPE_TRANSACTION => txn::txn_topic(broker)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e, "the transaction state topic is not available")),
+                _ => Err((
+                    ResponseError::InvalidRequest,
+                    "unknown coordinator key type",
+                )),
             };
             match outcome {
                 Ok(()) => base

@@ -30,6 +30,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
     let broker = &ctx.shard.ctx;
     let version = ctx.version;
     let snapshot = broker.metadata.load_full();
+    // read_committed consumers' "latest" is the last stable offset.
+    let read_committed = request.isolation_level == 1;
     let mut topics = Vec::new();
     for topic in &request.topics {
         let info = snapshot.topic(&topic.name.0).cloned();
@@ -49,7 +51,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
                         let Some(partition) = shard.partition(&topic_id, index) else {
                             return Err(ResponseError::NotLeaderOrFollower);
                         };
-                        lookup(&partition.log, timestamp).await
+                        let latest = if read_committed {
+                            partition.last_stable_offset()
+                        } else {
+                            partition.log.high_watermark()
+                        };
+                        lookup(&partition.log, timestamp, latest as i64).await
                     })
                     .await
                     .unwrap_or(Err(ResponseError::NotLeaderOrFollower));
@@ -73,11 +80,16 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// `(timestamp, offset)` for a ListOffsets query; `(-1, -1)` when nothing matches.
-async fn lookup(log: &storage::PartitionLog, timestamp: i64) -> Result<(i64, i64), ResponseError> {
-    let high_watermark = log.high_watermark() as i64;
+/// `(timestamp, offset)` for a ListOffsets query; `(-1, -1)` when nothing matches. `latest`
+/// is the high watermark, or the last stable offset for read_committed.
+async fn lookup(
+    log: &storage::PartitionLog,
+    timestamp: i64,
+    latest: i64,
+) -> Result<(i64, i64), ResponseError> {
+    let high_watermark = latest;
     match timestamp {
-        LATEST => Ok((-1, high_watermark)),
+        LATEST => Ok((-1, latest)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset() as i64)),
         LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => match log.max_timestamp() {

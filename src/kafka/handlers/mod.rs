@@ -5,6 +5,8 @@
 //! A handler turns a decoded request into a response value (no sockets), so it can be tested
 //! directly; `dispatch` does the decoding and encoding around it.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod consumer_group_describe;
@@ -18,6 +20,9 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -27,6 +32,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -34,6 +40,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::rc::Rc;
 
@@ -84,6 +91,13 @@ pub const SUPPORTED: &[ApiSupport] = &[
     consumer_group_heartbeat::SUPPORT,
     consumer_group_describe::SUPPORT,
     init_producer_id::SUPPORT,
+    add_partitions_to_txn::SUPPORT,
+    add_offsets_to_txn::SUPPORT,
+    end_txn::SUPPORT,
+    txn_offset_commit::SUPPORT,
+    describe_transactions::SUPPORT,
+    list_transactions::SUPPORT,
+    describe_producers::SUPPORT,
 ];
 
 pub fn support(key: ApiKey) -> Option<ApiSupport> {
@@ -268,6 +282,31 @@ pub async fn dispatch(
         ApiKey::InitProducerId => route!(
             kafka_protocol::messages::InitProducerIdRequest,
             init_producer_id::handle
+        ),
+        ApiKey::AddPartitionsToTxn => route!(
+            kafka_protocol::messages::AddPartitionsToTxnRequest,
+            add_partitions_to_txn::handle
+        ),
+        ApiKey::AddOffsetsToTxn => route!(
+            kafka_protocol::messages::AddOffsetsToTxnRequest,
+            add_offsets_to_txn::handle
+        ),
+        ApiKey::EndTxn => route!(kafka_protocol::messages::EndTxnRequest, end_txn::handle),
+        ApiKey::TxnOffsetCommit => route!(
+            kafka_protocol::messages::TxnOffsetCommitRequest,
+            txn_offset_commit::handle
+        ),
+        ApiKey::DescribeTransactions => route!(
+            kafka_protocol::messages::DescribeTransactionsRequest,
+            describe_transactions::handle
+        ),
+        ApiKey::ListTransactions => route!(
+            kafka_protocol::messages::ListTransactionsRequest,
+            list_transactions::handle
+        ),
+        ApiKey::DescribeProducers => route!(
+            kafka_protocol::messages::DescribeProducersRequest,
+            describe_producers::handle
         ),
         ApiKey::DeleteGroups => route!(
             kafka_protocol::messages::DeleteGroupsRequest,

@@ -143,7 +143,7 @@ async fn commit(
     Ok(())
 }
 
-fn check_member(
+pub(super) fn check_member(
     shard: &Shard,
     id: &str,
     generation: i32,

@@ -21,7 +21,9 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 const MAX_GROUPS: usize = 10_000;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
-type Found = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+/// Per topic: (partition, committed value, error code: UNSTABLE_OFFSET_COMMIT when a
+/// transaction holds an offset for it and the client asked for stable offsets).
+type Found = Vec<(String, Vec<(i32, Option<OffsetValue>, i16)>)>;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
     if ctx.version >= 8 {
@@ -38,7 +40,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                 .as_ref()
                 .filter(|m| !m.is_empty() && g.member_epoch >= 0)
                 .map(|m| (m.to_string(), g.member_epoch));
-            let result = fetch(ctx, &g.group_id, wanted, member).await;
+            let result = fetch(ctx, &g.group_id, wanted, member, request.require_stable).await;
             let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             groups.push(match result {
                 Ok(found) => entry.with_topics(
@@ -50,9 +52,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                                 .with_partitions(
                                     partitions
                                         .into_iter()
-                                        .map(|(index, v)| {
+                                        .map(|(index, v, code)| {
                                             let (offset, epoch, metadata) = fields(v);
                                             OffsetFetchResponsePartitions::default()
+                                                .with_error_code(code)
                                                 .with_partition_index(index)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
@@ -74,7 +77,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch(ctx, &request.group_id, wanted, None).await {
+    match fetch(ctx, &request.group_id, wanted, None, request.require_stable).await {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
@@ -84,9 +87,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                         .with_partitions(
                             partitions
                                 .into_iter()
-                                .map(|(index, v)| {
+                                .map(|(index, v, code)| {
                                     let (offset, epoch, metadata) = fields(v);
                                     OffsetFetchResponsePartition::default()
+                                        .with_error_code(code)
                                         .with_partition_index(index)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
@@ -138,6 +142,7 @@ async fn fetch(
     group_id: &GroupId,
     wanted: Wanted,
     member: Option<(String, i32)>,
+    require_stable: bool,
 ) -> Result<Found, ResponseError> {
     group::check_group_id(group_id)?;
     let id = group_id.to_string();
@@ -149,6 +154,15 @@ async fn fetch(
         {
             consumer.check_member_epoch(&member_id, epoch)?;
         }
+        let unstable = |topic: &str, index: i32| -> i16 {
+            let pending =
+                require_stable && group.is_some_and(|g| g.has_pending_offset(topic, index));
+            if pending {
+                ResponseError::UnstableOffsetCommit.code()
+            } else {
+                0
+            }
+        };
         Ok(match wanted {
             Some(topics) => topics
                 .into_iter()
@@ -156,10 +170,12 @@ async fn fetch(
                     let found = partitions
                         .into_iter()
                         .map(|index| {
+                            let code = unstable(&name, index);
                             let value = group
                                 .and_then(|g| g.offsets.get(&(name.clone(), index)))
-                                .map(|c| c.value.clone());
-                            (index, value)
+                                .map(|c| c.value.clone())
+                                .filter(|_| code == 0);
+                            (index, value, code)
                         })
                         .collect();
                     (name, found)
@@ -169,16 +185,18 @@ async fn fetch(
                 let mut by_topic: std::collections::BTreeMap<String, Vec<_>> = Default::default();
                 if let Some(group) = group {
                     for ((topic, index), committed) in &group.offsets {
+                        let code = unstable(topic, *index);
+                        let value = Some(committed.value.clone()).filter(|_| code == 0);
                         by_topic
                             .entry(topic.clone())
                             .or_default()
-                            .push((*index, Some(committed.value.clone())));
+                            .push((*index, value, code));
                     }
                 }
                 by_topic
                     .into_iter()
                     .map(|(topic, mut partitions)| {
-                        partitions.sort_by_key(|(index, _)| *index);
+                        partitions.sort_by_key(|(index, _, _)| *index);
                         (topic, partitions)
                     })
                     .collect()

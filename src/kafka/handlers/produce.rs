@@ -60,7 +60,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
             work.push(produce_partition(
                 ctx,
                 acks,
-                request.transactional_id.is_some(),
+                request.transactional_id.as_ref().map(|t| t.to_string()),
                 name.clone(),
                 partition.index,
                 partition.records.clone(),
@@ -101,7 +101,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
 async fn produce_partition(
     ctx: &RequestContext<'_>,
     acks: i16,
-    transactional: bool,
+    transactional_id: Option<String>,
     topic: String,
     index: i32,
     records: Option<Bytes>,
@@ -110,12 +110,6 @@ async fn produce_partition(
         return Outcome::error(
             ResponseError::InvalidRequiredAcks,
             format!("acks must be -1, 0 or 1, got {acks}"),
-        );
-    }
-    if transactional {
-        return Outcome::error(
-            ResponseError::InvalidRequest,
-            "transactional produce is not supported yet",
         );
     }
     let broker = &ctx.shard.ctx;
@@ -171,6 +165,24 @@ async fn produce_partition(
             ResponseError::InvalidRecord,
             "an idempotent producer must send one batch per partition",
         );
+    }
+    // Transactional batches come with the request's transactional id, and only then.
+    let transactional_batch = producer.is_some_and(|h| h.is_transactional());
+    if transactional_batch != transactional_id.is_some() {
+        return Outcome::error(
+            ResponseError::InvalidRecord,
+            "transactional batches need a transactional id, and a transactional id needs them",
+        );
+    }
+    if let (Some(id), Some(header)) = (transactional_id, producer) {
+        // Only partitions added to the transaction get its markers: writing elsewhere would
+        // hold back read_committed consumers forever (KIP-890's verification).
+        if let Err(e) = crate::txn::verify_partition(broker, id, header, &topic, index).await {
+            return Outcome::error(
+                e,
+                format!("partition {topic}-{index} is not in the producer's open transaction"),
+            );
+        }
     }
     let owner = broker.shards.owner(&info.id, index);
     let topic_id = info.id;
