@@ -18,6 +18,9 @@ fi
 step "unit, integration, property, torn-tail, crash, disk-full and Kafka client tests"
 cargo test --workspace --locked
 
+step "Kafka client matrix: confluent-kafka, kafka-python, aiokafka, kafkajs, kcat (compat-tests/run-clients.sh)"
+compat-tests/run-clients.sh
+
 step "fuzz smoke runs (segment recovery, Kafka request decoding)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" storage/fuzz/smoke.sh
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" protocol/fuzz/smoke.sh

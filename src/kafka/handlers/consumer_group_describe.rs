@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::MetadataSnapshot;
 use crate::group::{self, assignor};
+use crate::kafka::acl_ops;
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::ConsumerGroupDescribe,
@@ -33,7 +34,10 @@ pub async fn handle(
     for (i, id) in request.group_ids.into_iter().enumerate() {
         let base = DescribedGroup::default()
             .with_group_id(id.clone())
-            .with_authorized_operations(i32::MIN);
+            .with_authorized_operations(acl_ops::if_requested(
+                request.include_authorized_operations,
+                acl_ops::GROUP,
+            ));
         if i >= MAX_GROUPS {
             groups.push(base.with_error_code(ResponseError::InvalidRequest.code()));
             continue;

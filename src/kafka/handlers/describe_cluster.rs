@@ -7,6 +7,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{str_bytes, ApiSupport, RequestContext};
+use crate::kafka::acl_ops;
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::DescribeCluster,
@@ -17,14 +18,6 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 /// KIP-919 endpoint types.
 const BROKER_ENDPOINTS: i8 = 1;
 const CONTROLLER_ENDPOINTS: i8 = 2;
-
-/// Kafka's operations on the CLUSTER resource (CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
-/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12) as a bit field; with no ACLs
-/// yet, a client may do all of them, as on a Kafka broker without an authorizer.
-const CLUSTER_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
-
-/// The schema's value for "not requested".
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
@@ -38,11 +31,10 @@ pub async fn handle(
     let broker = &ctx.shard.ctx;
     let node = BrokerId(broker.config.node_id);
     let (host, port) = &broker.advertised;
-    let operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
-    };
+    let operations = acl_ops::if_requested(
+        request.include_cluster_authorized_operations,
+        acl_ops::CLUSTER,
+    );
     DescribeClusterResponse::default()
         .with_endpoint_type(BROKER_ENDPOINTS)
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))

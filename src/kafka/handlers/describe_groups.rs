@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResp
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::group::{self, state::GroupState};
+use crate::kafka::acl_ops;
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::DescribeGroups,
@@ -17,8 +18,6 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 
 /// Most groups described in one request.
 const MAX_GROUPS: usize = 10_000;
-/// Kafka's "authorized operations not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
@@ -28,7 +27,10 @@ pub async fn handle(
     for group_id in request.groups.iter().take(MAX_GROUPS) {
         let base = DescribedGroup::default()
             .with_group_id(group_id.clone())
-            .with_authorized_operations(OPERATIONS_OMITTED);
+            .with_authorized_operations(acl_ops::if_requested(
+                request.include_authorized_operations,
+                acl_ops::GROUP,
+            ));
         if let Err(e) = group::check_group_id(group_id) {
             groups.push(base.with_error_code(e.code()));
             continue;

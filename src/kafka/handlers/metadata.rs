@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataRespon
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::{validate_topic_name, TopicInfo};
+use crate::kafka::acl_ops;
 use crate::partition::LEADER_EPOCH;
 use crate::topics::{create_topic, NewTopic, TopicError};
 
@@ -32,12 +33,14 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
     };
     let auto_create = (ctx.version < 4 || request.allow_auto_topic_creation)
         && broker.config.defaults.auto_create_topics_enable;
+    let topic_ops =
+        acl_ops::if_requested(request.include_topic_authorized_operations, acl_ops::TOPIC);
     let mut topics = Vec::new();
     match wanted {
         None => {
             let snapshot = broker.metadata.load_full();
             for info in snapshot.topics.values() {
-                topics.push(describe(info, node));
+                topics.push(describe(info, node).with_topic_authorized_operations(topic_ops));
             }
         }
         Some(list) => {
@@ -49,10 +52,14 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
                     None => snapshot.topic_by_id(&requested.topic_id).cloned(),
                 };
                 let entry = match (found, by_name) {
-                    (Some(info), _) => describe(&info, node),
+                    (Some(info), _) => {
+                        describe(&info, node).with_topic_authorized_operations(topic_ops)
+                    }
                     (None, Some(name)) if auto_create => {
                         match auto_create_topic(ctx, &name).await {
-                            Ok(info) => describe(&info, node),
+                            Ok(info) => {
+                                describe(&info, node).with_topic_authorized_operations(topic_ops)
+                            }
                             Err(e) => error_topic(Some(name), e.code),
                         }
                     }
@@ -79,6 +86,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
             .with_port(*port)])
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
         .with_controller_id(node)
+        .with_cluster_authorized_operations(acl_ops::if_requested(
+            request.include_cluster_authorized_operations,
+            acl_ops::CLUSTER,
+        ))
         .with_topics(topics)
 }
 
