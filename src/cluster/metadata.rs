@@ -38,6 +38,8 @@ pub struct MetadataSnapshot {
     pub by_id: HashMap<Uuid, String>,
     /// The first producer id no block has reserved yet.
     pub next_producer_id: i64,
+    /// Counts the events applied: a cheap "did anything change" for caches.
+    pub version: u64,
 }
 
 impl MetadataSnapshot {
@@ -50,6 +52,7 @@ impl MetadataSnapshot {
     }
 
     fn apply(&mut self, event: &MetadataEvent) {
+        self.version += 1;
         match event {
             MetadataEvent::CreateTopic(topic) => {
                 self.by_id.insert(topic.id, topic.name.clone());

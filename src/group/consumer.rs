@@ -108,6 +108,9 @@ pub struct ConsumerGroup {
     pub assignor: String,
     /// Members silent this long are removed (group.consumer.session.timeout.ms).
     pub session_timeout: Duration,
+    /// (metadata version, group epoch) when the subscribed partitions were last resolved:
+    /// heartbeats skip the work while neither moved.
+    resolved_at: Option<(u64, i32)>,
 }
 
 /// A heartbeat, decoded and checked.
@@ -436,6 +439,9 @@ impl ConsumerGroup {
 
     /// Bumps the group epoch when a subscribed topic appeared, vanished or grew.
     fn refresh_metadata(&mut self, metadata: &MetadataSnapshot) {
+        if self.resolved_at == Some((metadata.version, self.epoch)) {
+            return;
+        }
         let mut ids = BTreeSet::new();
         for member in self.members.values() {
             ids.extend(member.topic_ids(metadata));
@@ -448,6 +454,7 @@ impl ConsumerGroup {
             self.subscribed_partitions = current;
             self.epoch += 1;
         }
+        self.resolved_at = Some((metadata.version, self.epoch));
     }
 
     /// The assignor members asked for (the most popular; ties by name), else the default.
