@@ -269,6 +269,14 @@ async fn producer_state_and_ids_survive_kill9() {
     broker.create_topic("state", 1, &[]).await;
     let (pid, epoch) = init_producer_id(&broker);
     assert_eq!(epoch, 0);
+    // The coordinators' internal topics are not writable by clients.
+    for internal in ["__consumer_offsets", "__transaction_state"] {
+        assert_eq!(
+            produce(&broker, internal, idempotent_batch(pid, epoch, 0, 1)).0,
+            17,
+            "INVALID_TOPIC_EXCEPTION for {internal}"
+        );
+    }
     let mut offsets = BTreeMap::new();
     for (seq, records) in [(0, 3), (3, 2), (5, 4)] {
         let (code, base) = produce(&broker, "state", idempotent_batch(pid, epoch, seq, records));

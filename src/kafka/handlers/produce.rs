@@ -112,6 +112,13 @@ async fn produce_partition(
             format!("acks must be -1, 0 or 1, got {acks}"),
         );
     }
+    if topic == crate::group::OFFSETS_TOPIC || topic == crate::txn::TXN_TOPIC {
+        // The coordinators' own state: clients may read it, never write it.
+        return Outcome::error(
+            ResponseError::InvalidTopicException,
+            format!("cannot produce to the internal topic '{topic}'"),
+        );
+    }
     let broker = &ctx.shard.ctx;
     let snapshot = broker.metadata.load_full();
     let Some(info) = snapshot.topic(&topic).cloned() else {
