@@ -1,4 +1,5 @@
 # Multi-stage build of the sluice binary into a small non-root runtime image.
+#   docker build -t sluice .        (or: docker compose -f config/docker-compose.yml up -d)
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -11,8 +12,18 @@ COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 USER sluice
 WORKDIR /var/lib/sluice
 VOLUME ["/var/lib/sluice"]
-# Kafka, native protocol (later), admin HTTP.
+# Kafka, native protocol (later), admin HTTP (/health, /ready, /metrics, /v1).
 EXPOSE 9092 9192 9644
+# Settings as SLUICE_* variables (not flags), so `docker run -e` and compose can override any
+# of them. Set SLUICE_ADVERTISED_KAFKA to the address clients use to reach the container.
+ENV SLUICE_DATA_DIR=/var/lib/sluice \
+    SLUICE_KAFKA_LISTEN=0.0.0.0:9092 \
+    SLUICE_ADMIN_LISTEN=0.0.0.0:9644
+# Healthy once /ready answers 200 (every partition log recovered). The image has no curl:
+# `sluice health` asks the admin listener named by SLUICE_ADMIN_LISTEN (0.0.0.0 = this host).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/sluice", "health"]
+# In containers whose seccomp profile blocks io_uring, storage falls back to its POSIX backend
+# by itself (logged at start-up); see config/docker-compose.yml for how to allow io_uring.
 ENTRYPOINT ["/usr/local/bin/sluice"]
-# Set SLUICE_ADVERTISED_KAFKA to the address clients use to reach the container.
-CMD ["serve", "--data-dir", "/var/lib/sluice", "--kafka-listen", "0.0.0.0:9092", "--admin-listen", "0.0.0.0:9644"]
+CMD ["serve"]

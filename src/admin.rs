@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /health` | 200 `ok` while the process serves |
 //! | `GET /ready` | 200 `ready` once every shard has recovered and opened its partitions, else 503 |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics`]); partition and group state only once ready |
 //! | `GET /v1/broker` | node id, cluster id, version, listeners, data dir, storage backend, shards |
 //! | `GET /v1/groups?limit=N&after=ID` | groups in id order: type, state, members, total lag; paged |
 //! | `GET /v1/groups/{group}` | members, and per committed partition: committed offset and metadata, log end offset, lag; 404 when unknown |
@@ -64,7 +65,7 @@ pub fn serve(
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    Ok(async move {
+    let accept = async move {
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
@@ -84,6 +85,10 @@ pub fn serve(
                 drop(slot);
             });
         }
+    };
+    // The metrics recorder's upkeep rides along, so it stops with the listener.
+    Ok(async move {
+        tokio::join!(accept, crate::metrics::upkeep_loop());
     })
 }
 
@@ -203,6 +208,11 @@ async fn route(
     let segments: Vec<&str> = target.segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["health"] => text(StatusCode::OK, "ok\n"),
+        ["metrics"] => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(crate::metrics::render(ctx).await),
+        ),
         ["ready"] if ready => text(StatusCode::OK, "ready\n"),
         ["ready"] => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -218,7 +228,7 @@ async fn route(
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /ready or /v1/groups\n",
+            "not found: try /health, /ready, /metrics or /v1/groups\n",
         ),
     }
 }

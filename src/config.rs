@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Storage I/O backend: auto, io_uring or posix.
     #[arg(long, env = "SLUICE_STORAGE_BACKEND")]
     pub storage_backend: Option<BackendChoice>,
+    /// Log lines on stderr: text (human-readable) or json (one object per line). RUST_LOG
+    /// filters either way.
+    #[arg(long, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[arg(
         long = "auto.create.topics.enable",
         env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE"
@@ -134,6 +138,37 @@ pub struct ServeArgs {
     pub offsets_retention_check_interval_ms: Option<i64>,
 }
 
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (tracing's default format).
+    #[default]
+    Text,
+    /// One JSON object per line, event fields at the top level, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format '{other}': use text or json")),
+        }
+    }
+}
+
 /// The TOML file: the same settings, keyed by the flag names.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +186,8 @@ struct FileConfig {
     node_id: Option<i32>,
     #[serde(rename = "storage-backend")]
     storage_backend: Option<String>,
+    #[serde(rename = "log-format")]
+    log_format: Option<String>,
     #[serde(rename = "auto.create.topics.enable")]
     auto_create_topics_enable: Option<bool>,
     #[serde(rename = "num.partitions")]
@@ -205,6 +242,7 @@ pub struct BrokerConfig {
     pub shards: usize,
     pub node_id: i32,
     pub storage_backend: BackendChoice,
+    pub log_format: LogFormat,
     pub defaults: TopicDefaults,
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
@@ -289,10 +327,24 @@ impl BrokerConfig {
         };
         let d = TopicDefaults::default();
         let g = GroupConfig::default();
+        // Where a value read from the file came from, for its error message.
+        let in_file = |key: &str| match &args.config {
+            Some(path) => format!("{}: {key}", path.display()),
+            None => key.to_owned(),
+        };
         let backend = match (&args.storage_backend, &file.storage_backend) {
             (Some(b), _) => *b,
-            (None, Some(s)) => s.parse().map_err(|e| format!("storage-backend: {e}"))?,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|e| format!("{}: {e}", in_file("storage-backend")))?,
             (None, None) => BackendChoice::Auto,
+        };
+        let log_format = match (&args.log_format, &file.log_format) {
+            (Some(f), _) => *f,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|e| format!("{}: {e}", in_file("log-format")))?,
+            (None, None) => LogFormat::default(),
         };
         let shards_default = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -313,6 +365,7 @@ impl BrokerConfig {
             shards: pick!(args.shards, file.shards, shards_default),
             node_id: pick!(args.node_id, file.node_id, 1),
             storage_backend: backend,
+            log_format,
             defaults: TopicDefaults {
                 auto_create_topics_enable: pick!(
                     args.auto_create_topics_enable,
@@ -425,7 +478,13 @@ impl BrokerConfig {
                 86_400_000
             ),
         };
-        config.validate()?;
+        config.validate().map_err(|e| match &args.config {
+            Some(path) => format!(
+                "{e} (settings from flags, environment and {})",
+                path.display()
+            ),
+            None => e,
+        })?;
         Ok(config)
     }
 
@@ -525,6 +584,117 @@ impl BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// Every setting and its effective value, keyed as in the TOML file, in the order of
+    /// config/sluice.toml. `None`: not set (the value is derived at start-up).
+    pub fn entries(&self) -> Vec<(&'static str, Option<toml::Value>)> {
+        use toml::Value;
+        let int = |n: i64| Some(Value::Integer(n));
+        let size = |n: usize| Some(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        let text = |s: &str| Some(Value::String(s.to_owned()));
+        let d = &self.defaults;
+        let g = &self.groups;
+        vec![
+            ("data-dir", text(&self.data_dir.display().to_string())),
+            ("kafka-listen", text(&self.kafka_listen.to_string())),
+            (
+                "advertised-kafka",
+                self.advertised_kafka.as_deref().and_then(text),
+            ),
+            ("admin-listen", text(&self.admin_listen.to_string())),
+            ("shards", size(self.shards)),
+            ("node-id", int(self.node_id.into())),
+            (
+                "storage-backend",
+                text(match self.storage_backend {
+                    BackendChoice::Auto => "auto",
+                    BackendChoice::IoUring => "io_uring",
+                    BackendChoice::Posix => "posix",
+                }),
+            ),
+            ("log-format", text(self.log_format.name())),
+            (
+                "auto.create.topics.enable",
+                Some(Value::Boolean(d.auto_create_topics_enable)),
+            ),
+            ("num.partitions", int(d.num_partitions.into())),
+            (
+                "default.replication.factor",
+                int(d.default_replication_factor.into()),
+            ),
+            ("log.retention.ms", int(d.log_retention_ms)),
+            ("log.retention.bytes", int(d.log_retention_bytes)),
+            ("log.segment.bytes", int(d.log_segment_bytes)),
+            ("log.roll.ms", int(d.log_roll_ms)),
+            (
+                "log.flush.interval.messages",
+                int(d.log_flush_interval_messages),
+            ),
+            ("log.flush.interval.ms", int(d.log_flush_interval_ms)),
+            (
+                "log.message.timestamp.type",
+                text(&d.log_message_timestamp_type),
+            ),
+            ("message.max.bytes", int(d.message_max_bytes.into())),
+            ("log.cache.bytes", int(d.log_cache_bytes)),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                int(g.consumer_heartbeat_interval_ms),
+            ),
+            (
+                "group.consumer.session.timeout.ms",
+                int(g.consumer_session_timeout_ms),
+            ),
+            (
+                "group.consumer.assignors",
+                text(&g.consumer_assignors.join(",")),
+            ),
+            (
+                "offsets.retention.minutes",
+                int(g.offsets_retention_minutes),
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                int(g.offsets_retention_check_interval_ms),
+            ),
+            (
+                "producer.id.expiration.ms",
+                int(self.producer_id_expiration_ms),
+            ),
+            (
+                "socket.request.max.bytes",
+                size(self.socket_request_max_bytes),
+            ),
+            (
+                "queued.max.request.bytes",
+                size(self.queued_max_request_bytes),
+            ),
+            (
+                "connections.max.idle.ms",
+                int(i64::try_from(self.connections_max_idle_ms).unwrap_or(i64::MAX)),
+            ),
+        ]
+    }
+
+    /// The effective configuration as a TOML file that loads back to the same settings
+    /// (`sluice config check` prints it). Unset keys are listed as comments.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in self.entries() {
+            let name = if key.contains('.') {
+                format!("\"{key}\"")
+            } else {
+                key.to_owned()
+            };
+            match value {
+                Some(value) => out.push_str(&format!("{name} = {value}\n")),
+                None => out.push_str(&format!("# {name} is not set\n")),
+            }
+        }
+        out
+    }
+}
+
 fn socket(s: &str) -> SocketAddr {
     match s.parse() {
         Ok(addr) => addr,
@@ -544,8 +714,14 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
     flatten("", toml::Value::Table(table), &mut flat);
     let flat_table: toml::Table = flat.into_iter().collect();
     FileConfig::deserialize(toml::Value::Table(flat_table)).map_err(|e| {
+        // toml's message spans lines ("...\nin `key`\n"): keep it to one.
+        let message = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         format!(
-            "{}: {e} (see config/sluice.toml for every key)",
+            "{}: {message} (see config/sluice.toml for every key)",
             path.display()
         )
     })
@@ -624,6 +800,116 @@ mod tests {
         assert_eq!(
             from_file.producer_id_expiration_ms,
             defaults.producer_id_expiration_ms
+        );
+        assert_eq!(from_file.log_format, defaults.log_format);
+        assert_eq!(from_file.storage_backend, defaults.storage_backend);
+        assert_eq!(from_file.node_id, defaults.node_id);
+    }
+
+    #[test]
+    fn log_format_comes_from_flag_file_or_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "log-format = \"json\"\n").unwrap();
+        let load = |config: Option<PathBuf>, flag: Option<LogFormat>| {
+            BrokerConfig::load(&ServeArgs {
+                config,
+                log_format: flag,
+                ..ServeArgs::default()
+            })
+            .unwrap()
+            .log_format
+        };
+        assert_eq!(load(None, None), LogFormat::Text);
+        assert_eq!(load(Some(path.clone()), None), LogFormat::Json);
+        assert_eq!(load(Some(path), Some(LogFormat::Text)), LogFormat::Text);
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "log-format = \"xml\"\n").unwrap();
+        let err = BrokerConfig::load(&ServeArgs {
+            config: Some(bad),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("log-format") && err.contains("bad.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_name_their_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.toml");
+        std::fs::write(
+            &path,
+            "num.partitions = 2\n\"log.retention.ms\" = \"a week\"\n",
+        )
+        .unwrap();
+        let err = BrokerConfig::load(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("log.retention.ms") && err.contains("typo.toml"),
+            "{err}"
+        );
+        assert!(!err.contains("num.partitions"), "{err}");
+    }
+
+    /// What `sluice config check` prints loads back to the very same configuration, so every
+    /// setting is in it (each one here differs from its default).
+    #[test]
+    fn printed_configuration_loads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            data_dir: Some("/var/lib/sluice".into()),
+            kafka_listen: Some(socket("0.0.0.0:19092")),
+            advertised_kafka: Some("broker.example:19092".into()),
+            admin_listen: Some(socket("0.0.0.0:19644")),
+            shards: Some(3),
+            node_id: Some(7),
+            storage_backend: Some(BackendChoice::Posix),
+            log_format: Some(LogFormat::Json),
+            auto_create_topics_enable: Some(false),
+            num_partitions: Some(4),
+            default_replication_factor: Some(1),
+            log_retention_ms: Some(1000),
+            log_retention_bytes: Some(1 << 30),
+            log_segment_bytes: Some(1 << 24),
+            log_roll_ms: Some(2000),
+            log_flush_interval_messages: Some(10),
+            log_flush_interval_ms: Some(50),
+            log_message_timestamp_type: Some("LogAppendTime".into()),
+            message_max_bytes: Some(2_000_000),
+            socket_request_max_bytes: Some(10_000_000),
+            connections_max_idle_ms: Some(1234),
+            queued_max_request_bytes: Some(20_000_000),
+            log_cache_bytes: Some(1 << 20),
+            group_consumer_heartbeat_interval_ms: Some(1000),
+            group_consumer_session_timeout_ms: Some(9000),
+            group_consumer_assignors: Some("range".into()),
+            offsets_retention_minutes: Some(60),
+            producer_id_expiration_ms: Some(5000),
+            offsets_retention_check_interval_ms: Some(7000),
+            config: None,
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        let path = dir.path().join("effective.toml");
+        std::fs::write(&path, config.to_toml()).unwrap();
+        let reloaded = BrokerConfig::load(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(format!("{reloaded:?}"), format!("{config:?}"));
+        // And with nothing set, only advertised-kafka is left out.
+        let defaults = BrokerConfig::load(&ServeArgs::default()).unwrap().to_toml();
+        assert_eq!(defaults.lines().filter(|l| l.starts_with('#')).count(), 1);
+        assert!(
+            defaults.contains("# advertised-kafka is not set"),
+            "{defaults}"
         );
     }
 

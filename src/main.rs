@@ -1,6 +1,8 @@
 //! The `sluice` command line.
 //!
-//! `sluice serve` runs the broker; `sluice inspect-log` reads a partition directory.
+//! `sluice serve` runs the broker; `sluice config check` prints the configuration `serve` would
+//! run with; `sluice health` asks a running broker's `/ready` (a container health check);
+//! `sluice inspect-log` reads a partition directory.
 
 mod admin;
 mod broker;
@@ -9,6 +11,7 @@ mod config;
 mod group;
 mod inspect;
 mod kafka;
+mod metrics;
 mod partition;
 mod producer;
 mod shard;
@@ -32,6 +35,14 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Load flags, SLUICE_* environment and the --config file exactly as `serve` does,
+    /// validate, and print the effective configuration (as TOML that loads back to it).
+    /// Exit status 2, with the key and file named, when something is invalid.
+    Check(config::ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
 #[allow(
     clippy::large_enum_variant,
     reason = "parsed once at start-up; boxing buys nothing"
@@ -40,6 +51,18 @@ enum Command {
     /// Run the broker (single node). With no flags: data in ./sluice-data, Kafka on
     /// 127.0.0.1:9092, admin HTTP on 127.0.0.1:9644.
     Serve(config::ServeArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Exit 0 if the broker's admin listener answers `GET /ready` with 200, else 1 (for
+    /// container health checks: the runtime image has no curl).
+    Health {
+        /// The admin listener, HOST:PORT. A wildcard address (0.0.0.0, [::]) means this host.
+        #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
+        admin: std::net::SocketAddr,
+    },
     /// Validate and list the batches of a partition log directory, like kafka-dump-log.
     /// Reads only; never repairs (opening the log in the broker does that).
     InspectLog {
@@ -52,18 +75,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        // `RUST_LOG` filters; without it a server logs at info.
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => return serve(&args),
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => return config_check(&args),
+        Command::Health { admin } => return health(admin),
         Command::InspectLog { dir, batches } => {
+            init_logging(config::LogFormat::Text);
             inspect::run(&dir, batches, &mut std::io::stdout().lock())
         }
     };
@@ -77,6 +97,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr, as text or JSON lines; `RUST_LOG` filters (without it, info and up).
+fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: not in files, journald or `docker logs`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
 fn serve(args: &config::ServeArgs) -> ExitCode {
     let config = match config::BrokerConfig::load(args) {
         Ok(config) => config,
@@ -85,6 +125,11 @@ fn serve(args: &config::ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(config.log_format);
+    if let Err(e) = metrics::install() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let data_dir = config.data_dir.clone();
     let broker = match broker::Broker::start(config) {
         Ok(broker) => broker,
@@ -108,6 +153,70 @@ fn serve(args: &config::ServeArgs) -> ExitCode {
     tracing::info!("shutting down");
     broker.shutdown();
     ExitCode::SUCCESS
+}
+
+/// `sluice config check`: the configuration `serve` would run with, or what is wrong with it.
+fn config_check(args: &config::ServeArgs) -> ExitCode {
+    init_logging(config::LogFormat::Text);
+    match config::BrokerConfig::load(args) {
+        Ok(config) => {
+            let source = match &args.config {
+                Some(path) => format!("flags, SLUICE_* environment and {}", path.display()),
+                None => "flags, SLUICE_* environment and defaults (no --config file)".to_owned(),
+            };
+            print!(
+                "# Effective Sluice configuration ({source}): valid.\n{}",
+                config.to_toml()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `sluice health`: `GET /ready` on the admin listener; 0 when it answers 200.
+fn health(mut admin: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    if admin.ip().is_unspecified() {
+        let local: std::net::IpAddr = if admin.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        admin.set_ip(local);
+    }
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&admin, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        write!(
+            stream,
+            "GET /ready HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
+        )?;
+        let mut head = Vec::new();
+        stream.take(4096).read_to_end(&mut head)?;
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.1 200") => {
+            println!("ready");
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            let status = text.lines().next().unwrap_or_default();
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b.trim());
+            println!("not ready: {status} {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("not ready: cannot ask {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Blocks until SIGINT or SIGTERM.

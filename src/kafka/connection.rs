@@ -33,6 +33,7 @@ enum Close {
 
 /// Serves one connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _open = crate::metrics::connection_opened();
     let _ = stream.set_nodelay(true);
     let result = run(&shard, stream, peer).await;
     match result {
@@ -41,8 +42,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         Close::Protocol(reason) => {
             tracing::warn!(%peer, %reason, "closing connection: bad request")
         }
-        Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+        // A client that goes away mid-request is routine (Kafka logs it at debug too).
+        Close::Io(e) if is_disconnect(&e) => {
+            tracing::debug!(%peer, reason = %e, "connection dropped by the client")
+        }
+        Close::Io(e) => tracing::info!(%peer, reason = %e, "connection error"),
     }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 async fn run(shard: &Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> Close {
@@ -112,8 +125,10 @@ async fn process(
     let (key, header) = protocol::kafka::decode_request_header(&mut frame)?;
     tracing::trace!(%peer, ?key, version = header.request_api_version, correlation = header.correlation_id, "request");
     let body = frame;
-    let response = handlers::dispatch(shard, key, &header, body, peer).await?;
-    Ok(response)
+    let started = std::time::Instant::now();
+    let response = handlers::dispatch(shard, key, &header, body, peer).await;
+    crate::metrics::request_done(key, header.request_api_version, started.elapsed());
+    response
 }
 
 /// Segments passed to one `writev`.

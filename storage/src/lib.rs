@@ -16,6 +16,7 @@
 //! | `index`, `cache`, `state` | sparse indexes, tail cache, the partition state file |
 //! | [`limits`] | every fixed bound, checked at compile time |
 //! | [`runtime`] | starting a shard runtime on the best available backend |
+//! | [`metrics`] | cache hits and misses, flush and fdatasync latency (the `metrics` facade) |
 //!
 //! The contract (appended versus durable, who may call what concurrently, alignment) is on
 //! [`PartitionLog`].
@@ -30,6 +31,7 @@ mod index;
 pub mod io;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod scan;
 mod state;

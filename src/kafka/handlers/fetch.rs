@@ -138,7 +138,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchOut
     };
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let reads = read_until_enough(ctx, &wanted, min_bytes, wait).await;
-    build_response(ctx, mode, &wanted, reads, max_bytes)
+    let response = build_response(ctx, mode, &wanted, reads, max_bytes);
+    crate::metrics::fetched(&snapshot, &response);
+    response
 }
 
 /// Reads every partition, and again whenever a high watermark moves, until `min_bytes` are

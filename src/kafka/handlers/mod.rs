@@ -45,6 +45,7 @@ mod txn_offset_commit;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -127,6 +128,7 @@ pub async fn dispatch(
     // Produce v0-v2 are advertised (librdkafka needs them listed) but carry message formats
     // older than v2, which are never stored: answered UNSUPPORTED_VERSION in their own format.
     if key == ApiKey::Produce && (0..3).contains(&version) {
+        crate::metrics::count_error(key, ResponseError::UnsupportedVersion.code());
         return Ok(Some(vec![
             produce::legacy_unsupported(header, body)?.freeze()
         ]));
@@ -136,9 +138,12 @@ pub async fn dispatch(
         return match key {
             // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION in v0
             // format, so the client can retry with a version it finds in the list.
-            ApiKey::ApiVersions => Ok(Some(vec![
-                api_versions::unsupported_version(header)?.freeze()
-            ])),
+            ApiKey::ApiVersions => {
+                crate::metrics::count_error(key, ResponseError::UnsupportedVersion.code());
+                Ok(Some(vec![
+                    api_versions::unsupported_version(header)?.freeze()
+                ]))
+            }
             _ => Err(format!("{key:?} v{version} is not supported")),
         };
     }
@@ -151,6 +156,7 @@ pub async fn dispatch(
         ($request:ty, $handler:path) => {{
             let request = decode::<$request>(key, body, version)?;
             let response = $handler(&ctx, request).await;
+            crate::metrics::count_errors(key, &response);
             Ok(Some(vec![encode(key, header, &response)?.freeze()]))
         }};
     }
@@ -158,7 +164,10 @@ pub async fn dispatch(
         ApiKey::Produce => {
             let request = decode::<kafka_protocol::messages::ProduceRequest>(key, body, version)?;
             match produce::handle(&ctx, request).await {
-                Some(response) => Ok(Some(vec![encode(key, header, &response)?.freeze()])),
+                Some(response) => {
+                    crate::metrics::count_errors(key, &response);
+                    Ok(Some(vec![encode(key, header, &response)?.freeze()]))
+                }
                 None => Ok(None),
             }
         }
@@ -166,6 +175,7 @@ pub async fn dispatch(
             // Fetch has its own encoder, which splices record batches in without copying them.
             let request = decode::<kafka_protocol::messages::FetchRequest>(key, body, version)?;
             let response = fetch::handle(&ctx, request).await;
+            crate::metrics::count_errors(key, &response);
             Ok(Some(crate::kafka::fetch_encoding::encode(
                 header.correlation_id,
                 version,
@@ -233,6 +243,7 @@ pub async fn dispatch(
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             let response = join_group::handle(&ctx, request, client_id).await;
+            crate::metrics::count_errors(key, &response);
             Ok(Some(vec![encode(key, header, &response)?.freeze()]))
         }
         ApiKey::ConsumerGroupHeartbeat => {
@@ -245,6 +256,7 @@ pub async fn dispatch(
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             let response = consumer_group_heartbeat::handle(&ctx, request, client_id).await;
+            crate::metrics::count_errors(key, &response);
             Ok(Some(vec![encode(key, header, &response)?.freeze()]))
         }
         ApiKey::ConsumerGroupDescribe => route!(

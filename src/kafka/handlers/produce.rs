@@ -193,6 +193,7 @@ async fn produce_partition(
     }
     let owner = broker.shards.owner(&info.id, index);
     let topic_id = info.id;
+    let bytes_in: usize = batches.iter().map(ValidatedBatch::len).sum();
     let result = broker
         .shards
         .call(owner, move |shard| async move {
@@ -219,6 +220,9 @@ async fn produce_partition(
             Ok((base, partition.log.log_start_offset()))
         })
         .await;
+    if matches!(result, Ok(Ok(_))) {
+        crate::metrics::bytes_in(&topic, bytes_in);
+    }
     match result {
         Ok(Ok((base, log_start))) => Outcome {
             error: None,

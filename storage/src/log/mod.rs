@@ -408,7 +408,10 @@ impl PartitionLog {
                 return Ok(inner.durable_offset);
             }
         }
-        self.flush_locked().await
+        let started = Instant::now();
+        let flushed = self.flush_locked().await;
+        crate::metrics::flushed(started.elapsed());
+        flushed
     }
 
     /// Waits until `offset` (exclusive) is durable, flushing as the [`FlushPolicy`] says:
@@ -555,9 +558,11 @@ impl PartitionLog {
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
                 seg.written = seg.written.max(end);
             }
+            let synced = Instant::now();
             file.sync_data()
                 .await
                 .map_err(|e| self.poison(&format!("fdatasync {}", file.path().display()), e))?;
+            crate::metrics::fdatasync(synced.elapsed());
             if seal {
                 closing.push((base, file, end));
             }

@@ -90,10 +90,12 @@ impl PartitionLog {
                 .is_some_and(|start| start <= offset)
             {
                 out.next_offset = inner.cache.read(offset, max_bytes, bound, &mut out.batches);
+                crate::metrics::cache_hit();
                 return Ok(out);
             }
             bound
         };
+        crate::metrics::cache_miss();
         let mut want = offset;
         let mut total = 0usize;
         while want < bound && total < max_bytes {
