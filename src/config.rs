@@ -99,6 +99,13 @@ pub struct ServeArgs {
     /// Bytes of recent batches each partition keeps in memory for consumers.
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
+    /// Classic groups: how long the first rebalance of an empty group waits for more members
+    /// (ms), so consumers started together land in one generation.
+    #[arg(
+        long = "group.initial.rebalance.delay.ms",
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS"
+    )]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
     /// KIP-848 groups: how often members heartbeat (ms).
     #[arg(
         long = "group.consumer.heartbeat.interval.ms",
@@ -218,6 +225,8 @@ struct FileConfig {
     queued_max_request_bytes: Option<i64>,
     #[serde(rename = "log.cache.bytes")]
     log_cache_bytes: Option<i64>,
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    group_initial_rebalance_delay_ms: Option<i64>,
     #[serde(rename = "group.consumer.heartbeat.interval.ms")]
     group_consumer_heartbeat_interval_ms: Option<i64>,
     #[serde(rename = "group.consumer.session.timeout.ms")]
@@ -254,6 +263,7 @@ pub struct BrokerConfig {
 /// Group coordinator settings (Kafka's names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
+    pub initial_rebalance_delay_ms: i64,
     pub consumer_heartbeat_interval_ms: i64,
     pub consumer_session_timeout_ms: i64,
     /// Server-side assignors offered to KIP-848 groups; the first is the default.
@@ -265,6 +275,7 @@ pub struct GroupConfig {
 impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
+            initial_rebalance_delay_ms: 3000,
             consumer_heartbeat_interval_ms: 5000,
             consumer_session_timeout_ms: 45_000,
             consumer_assignors: vec!["uniform".into(), "range".into()],
@@ -439,6 +450,11 @@ impl BrokerConfig {
             )
             .max(0) as u64,
             groups: GroupConfig {
+                initial_rebalance_delay_ms: pick!(
+                    args.group_initial_rebalance_delay_ms,
+                    file.group_initial_rebalance_delay_ms,
+                    g.initial_rebalance_delay_ms
+                ),
                 consumer_heartbeat_interval_ms: pick!(
                     args.group_consumer_heartbeat_interval_ms,
                     file.group_consumer_heartbeat_interval_ms,
@@ -515,6 +531,9 @@ impl BrokerConfig {
             ));
         }
         let g = &self.groups;
+        if g.initial_rebalance_delay_ms < 0 {
+            return Err("group.initial.rebalance.delay.ms must not be negative".into());
+        }
         if g.consumer_heartbeat_interval_ms < 1
             || g.consumer_session_timeout_ms <= g.consumer_heartbeat_interval_ms
         {
@@ -637,6 +656,10 @@ impl BrokerConfig {
             ),
             ("message.max.bytes", int(d.message_max_bytes.into())),
             ("log.cache.bytes", int(d.log_cache_bytes)),
+            (
+                "group.initial.rebalance.delay.ms",
+                int(g.initial_rebalance_delay_ms),
+            ),
             (
                 "group.consumer.heartbeat.interval.ms",
                 int(g.consumer_heartbeat_interval_ms),
@@ -887,6 +910,7 @@ mod tests {
             connections_max_idle_ms: Some(1234),
             queued_max_request_bytes: Some(20_000_000),
             log_cache_bytes: Some(1 << 20),
+            group_initial_rebalance_delay_ms: Some(0),
             group_consumer_heartbeat_interval_ms: Some(1000),
             group_consumer_session_timeout_ms: Some(9000),
             group_consumer_assignors: Some("range".into()),

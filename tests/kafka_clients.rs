@@ -464,3 +464,66 @@ async fn timestamps_too_far_in_the_future_are_invalid() {
         .await
         .unwrap();
 }
+
+/// KIP-74: a Fetch answer holds at most `max_bytes` of records, except the first batch of the
+/// first non-empty partition, returned whole even when larger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_max_bytes_bounds_the_whole_response() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let broker = TestBroker::start(&[]);
+    broker.create_topic("big", 2, &[]).await;
+    // One ~300 KB message per batch, three per partition.
+    let producer = producer(&broker, &[("linger.ms", "0"), ("batch.size", "1")]);
+    let payload = vec![7u8; 300_000];
+    for partition in 0..2 {
+        for _ in 0..3 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("big")
+                        .partition(partition)
+                        .payload(&payload),
+                    TIMEOUT,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let fetch = |max_bytes: i32| -> Vec<usize> {
+        let partitions = (0..2)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(20_000_000)
+            })
+            .collect();
+        let response: FetchResponse = common::send_request(
+            &broker.kafka,
+            ApiKey::Fetch,
+            12,
+            &FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(max_bytes)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("big")))
+                    .with_partitions(partitions)]),
+        );
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect()
+    };
+    // Smaller than one batch: exactly the first batch of partition 0, nothing else.
+    let sizes = fetch(1000);
+    assert!(sizes[0] > 300_000 && sizes[0] < 400_000, "{sizes:?}");
+    assert_eq!(sizes[1], 0, "{sizes:?}");
+    // Room for four batches: three of partition 0, one of partition 1.
+    let sizes = fetch(1_250_000);
+    assert!(sizes[0] > 900_000 && sizes[0] < 1_000_000, "{sizes:?}");
+    assert!(sizes[1] > 300_000 && sizes[1] < 400_000, "{sizes:?}");
+    assert!(sizes.iter().sum::<usize>() <= 1_250_000);
+}

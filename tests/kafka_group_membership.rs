@@ -540,3 +540,35 @@ async fn committed_offsets_expire_after_their_retention() {
         BTreeSet::from([("expiring".to_string(), 0, 4)])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_started_together_share_the_first_generation() {
+    // Kafka's group.initial.rebalance.delay.ms: the first rebalance waits for more members.
+    let broker = TestBroker::start(&["--group.initial.rebalance.delay.ms", "1500"]);
+    broker.create_topic("together", 4, &[]).await;
+    let a = member(&broker, "together", &[]);
+    a.subscribe(&["together"]).unwrap();
+    // A joins alone first; without the delay it would get a generation of its own.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(500) {
+        a.poll(Duration::from_millis(20));
+    }
+    assert!(
+        assigned(&a).is_empty(),
+        "the first rebalance waits for more members"
+    );
+    let b = member(&broker, "together", &[]);
+    b.subscribe(&["together"]).unwrap();
+    poll_until(&[&a, &b], "an even split", no_errors, || {
+        split_evenly(&a, &b)
+    });
+    for consumer in [&a, &b] {
+        let events = consumer.context().events.lock().unwrap().clone();
+        assert_eq!(
+            events.iter().filter(|(k, _)| *k == 'A').count(),
+            1,
+            "one assignment, no second generation: {events:?}"
+        );
+        assert!(consumer.context().revoked().is_empty(), "{events:?}");
+    }
+}

@@ -616,6 +616,15 @@ impl ConsumerGroup {
         }
     }
 
+    /// When the next member may expire (session or revocation deadline).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.members
+            .values()
+            .flat_map(|m| [Some(m.last_seen + self.session_timeout), m.revoke_deadline])
+            .flatten()
+            .min()
+    }
+
     /// Removes members whose session expired or that did not revoke in time. Returns whether
     /// the group still has members.
     pub fn tick(&mut self, now: Instant) -> bool {

@@ -516,7 +516,15 @@ pub fn ensure_timer(shard: &Rc<Shard>, group_id: &str) {
     let id = group_id.to_owned();
     tokio::task::spawn_local(async move {
         loop {
-            tokio::time::sleep(TICK).await;
+            // Wake at the next deadline (a session expires on time, not up to a tick late),
+            // and at least every TICK.
+            let wake = {
+                let groups = shard.groups.groups.borrow();
+                let next = groups.get(&id).and_then(|g| g.next_deadline());
+                let latest = Instant::now() + TICK;
+                next.map_or(latest, |d| d.clamp(Instant::now(), latest))
+            };
+            tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
             let keep = {
                 let mut groups = shard.groups.groups.borrow_mut();
                 match groups.get_mut(&id) {

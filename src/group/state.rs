@@ -112,6 +112,11 @@ pub struct Group {
     pub static_members: HashMap<String, String>,
     pub offsets: HashMap<(String, i32), Committed>,
     pub rebalance_deadline: Option<Instant>,
+    /// The first join of an empty group waits until then for more members
+    /// (`group.initial.rebalance.delay.ms`), so consumers started together share a generation.
+    pub join_not_before: Option<Instant>,
+    /// Latest the initial delay may be extended to (the rebalance timeout).
+    pub join_delay_cap: Option<Instant>,
     /// The `__consumer_offsets` offset of the latest group metadata record applied.
     pub metadata_offset: Option<u64>,
     /// True while the group's timer task runs.
@@ -156,6 +161,8 @@ impl Group {
             static_members: HashMap::new(),
             offsets: HashMap::new(),
             rebalance_deadline: None,
+            join_not_before: None,
+            join_delay_cap: None,
             metadata_offset: None,
             timer: false,
             emptied_at_ms: 0,
@@ -271,6 +278,12 @@ impl Group {
         if !all_joined && !force {
             return;
         }
+        if !force && self.join_not_before.is_some_and(|t| Instant::now() < t) {
+            // The initial delay: more members may still come.
+            return;
+        }
+        self.join_not_before = None;
+        self.join_delay_cap = None;
         if force {
             self.members.retain(|_, m| m.join_waiter.is_some());
         }
@@ -399,11 +412,44 @@ impl Group {
         true
     }
 
+    /// Starts or extends the initial rebalance delay of a group whose first member joins now
+    /// (Kafka's `InitialDelayedJoin`): each join while it runs pushes it back by `delay`, never
+    /// past the rebalance timeout.
+    pub fn delay_initial_join(&mut self, now: Instant, delay: Duration, rebalance: Duration) {
+        if delay.is_zero() {
+            return;
+        }
+        let cap = *self.join_delay_cap.get_or_insert(now + rebalance);
+        self.join_not_before = Some((now + delay).min(cap));
+    }
+
+    /// The next instant the timer has work at: a session, pending id, rebalance or initial
+    /// delay deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if let Some(consumer) = &self.consumer {
+            return consumer.next_deadline();
+        }
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
+            .map(|m| m.last_seen + m.session_timeout);
+        sessions
+            .chain(self.pending.values().copied())
+            .chain(self.rebalance_deadline)
+            .chain(self.join_not_before)
+            .min()
+    }
+
     /// One timer tick: expires pending ids and silent members, ends overdue rebalances.
     /// Returns whether the group still needs its timer.
     pub fn tick(&mut self, now: Instant) -> bool {
         if let Some(consumer) = &mut self.consumer {
             return consumer.tick(now);
+        }
+        if self.join_not_before.is_some_and(|t| now >= t) {
+            self.join_not_before = None;
+            self.try_complete_join(false);
         }
         let before = self.pending.len();
         self.pending.retain(|_, deadline| now < *deadline);

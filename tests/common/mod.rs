@@ -49,6 +49,7 @@ impl TestBroker {
             ])
             .arg("--data-dir")
             .arg(&self.dir)
+            .args(self.test_defaults())
             .args(&self.extra)
             .env(
                 "RUST_LOG",
@@ -74,6 +75,17 @@ impl TestBroker {
         self.kafka = field("kafka");
         self.admin = field("admin");
         self.child = Some(child);
+    }
+
+    /// Settings tests want unless they set them: groups rebalance at once instead of waiting
+    /// `group.initial.rebalance.delay.ms` (3 s) for more members, as in Kafka's own tests.
+    fn test_defaults(&self) -> Vec<&'static str> {
+        const DELAY: &str = "--group.initial.rebalance.delay.ms";
+        if self.extra.iter().any(|f| f == DELAY) {
+            Vec::new()
+        } else {
+            vec![DELAY, "0"]
+        }
     }
 
     /// SIGKILL: no flush, no checkpoint.

@@ -271,14 +271,26 @@ fn build_response(
     let mut first = true;
     let mut sessions = ctx.shard.fetch_sessions.borrow_mut();
     for (w, read) in wanted.iter().zip(reads) {
-        // KIP-74: the first non-empty partition is returned even if it alone exceeds max_bytes.
-        let records = if read.bytes > 0 && (first || read.bytes <= budget) {
-            first = false;
-            budget = budget.saturating_sub(read.bytes);
-            read.batches
-        } else {
-            Vec::new()
-        };
+        // KIP-74: the response holds at most max_bytes of records, except that the first batch
+        // of the first non-empty partition is returned whole even when it alone is larger (so
+        // a consumer always progresses). A partition read past the budget is cut after the
+        // batches that fit.
+        let mut records = Vec::new();
+        if read.bytes > 0 {
+            let mut used = 0usize;
+            for batch in read.batches {
+                let whole_first = first && records.is_empty();
+                if !whole_first && used + batch.len() > budget {
+                    break;
+                }
+                used += batch.len();
+                records.push(batch);
+            }
+            if !records.is_empty() {
+                first = false;
+                budget = budget.saturating_sub(used);
+            }
+        }
         let news = !records.is_empty() || read.error.is_some();
         if !sessions.note_sent(
             mode,

@@ -66,7 +66,24 @@ async fn join(
         let group = groups
             .entry(id.clone())
             .or_insert_with(|| Group::new(id.clone()));
-        join_locked(group, request, version, client)
+        let initial = group.state == GroupState::Empty || group.join_not_before.is_some();
+        let next = join_locked(group, request, version, client);
+        if initial
+            && matches!(next, Ok(Next::Wait(..)))
+            && group.state == GroupState::PreparingRebalance
+        {
+            let rebalance = group
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or_default();
+            let delay = Duration::from_millis(
+                shard.ctx.config.groups.initial_rebalance_delay_ms.max(0) as u64,
+            );
+            group.delay_initial_join(Instant::now(), delay, rebalance);
+        }
+        next
     };
     // The timer also expires member ids handed out with MEMBER_ID_REQUIRED.
     group::ensure_timer(&shard, &id);

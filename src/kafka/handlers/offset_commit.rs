@@ -156,8 +156,10 @@ pub(super) fn check_member(
         return Err(ResponseError::CoordinatorNotAvailable);
     }
     let group = groups.get_mut(id);
-    if generation < 0 && member_id.is_empty() {
-        // A simple consumer (manual assignment): only for groups without members.
+    if generation < 0 {
+        // A simple consumer (manual assignment, or a KIP-848 consumer that has not joined:
+        // librdkafka sends its own member id then): only for groups without members, whatever
+        // the member id, as Kafka's `validateOffsetCommit` does.
         return match group {
             Some(g) if !g.members.is_empty() => Err(ResponseError::UnknownMemberId),
             Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => {
@@ -183,10 +185,11 @@ pub(super) fn check_member(
     }
     member.last_seen = Instant::now();
     match state {
-        GroupState::Stable => Ok(()),
-        GroupState::PreparingRebalance | GroupState::CompletingRebalance => {
-            Err(ResponseError::RebalanceInProgress)
-        }
+        // An eager consumer commits what it is giving up before it rejoins: still accepted
+        // while the group prepares the rebalance; refused only once assignments are being
+        // handed out (Kafka's `ClassicGroup.validateOffsetCommit`).
+        GroupState::Stable | GroupState::PreparingRebalance => Ok(()),
+        GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
         GroupState::Empty => Err(ResponseError::UnknownMemberId),
     }
 }
