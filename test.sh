@@ -21,6 +21,9 @@ cargo test --workspace --locked
 step "Kafka client matrix: confluent-kafka, kafka-python, aiokafka, kafkajs, kcat (compat-tests/run-clients.sh)"
 compat-tests/run-clients.sh
 
+step "librdkafka's own test suite against the broker (compat-tests/librdkafka/run.sh)"
+compat-tests/librdkafka/run.sh
+
 step "fuzz smoke runs (segment recovery, Kafka request decoding)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" storage/fuzz/smoke.sh
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" protocol/fuzz/smoke.sh
