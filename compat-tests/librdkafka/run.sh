@@ -13,7 +13,8 @@
 #   SLUICE_BIN=path               use this broker binary instead of building target/release/sluice
 #   LIBRDKAFKA_TEST_TIMEOUT=300   seconds one test may take before run.sh kills it (the
 #                                 test-runner also enforces each test's own timeouts)
-#   LIBRDKAFKA_TEST_PARALLEL=4    test numbers run at once (each in its own test-runner)
+#   LIBRDKAFKA_TEST_PARALLEL=6    test numbers run at once (each in its own test-runner); the
+#                                 tests mostly wait on timers, so this is not bound by cores
 #   SUBTESTS=name TEST_DEBUG=cgrp,fetch TEST_LEVEL=3
 #                                 passed to librdkafka's test-runner (see tests/README.md):
 #                                 one sub-test only, client debug logs, more output
@@ -36,7 +37,7 @@ suite="$repo/target/librdkafka-suite"
 logs="$suite/logs"
 jobs="${JOBS:-2}"
 per_test_timeout="${LIBRDKAFKA_TEST_TIMEOUT:-300}"
-parallel="${LIBRDKAFKA_TEST_PARALLEL:-4}"
+parallel="${LIBRDKAFKA_TEST_PARALLEL:-6}"
 # The Kafka release whose feature set Sluice serves (its API versions start at Kafka 4's
 # floors). The test-runner skips or adapts sub-tests by broker version: 4.0 has no message
 # formats v0/v1, which Sluice does not store either.
@@ -206,7 +207,9 @@ stop_tests() {
     local f
     for f in "$logs"/running/*; do
         # timeout passes the SIGTERM on to its test-runner.
-        [[ -f $f ]] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+        if [[ -f $f ]]; then
+            kill -TERM "$(cat "$f")" 2>/dev/null || true
+        fi
     done
 }
 trap 'stop_tests; stop_brokers' EXIT
