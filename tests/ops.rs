@@ -362,6 +362,8 @@ fn bad_config_files_stop_start_up_naming_key_and_file() {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--native-listen",
+                "127.0.0.1:0",
             ]);
             let out = run_sluice(&args, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -454,6 +456,7 @@ impl LoggedBroker {
         let mut child = command
             .args(["serve", "--kafka-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0", "--shards", "1"])
+            .args(["--native-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(tmp.path().join("data"))
             .args(extra)
