@@ -1242,6 +1242,74 @@ fn malformed_frames_get_error_frames_and_the_broker_carries_on() {
 fn idle_native_connections_are_closed() {
     let broker = TestBroker::start(&["--connections.max.idle.ms", "200"]);
     let mut client = Client::open(&broker.native);
+    // A subscription is an outstanding request for data: its connection is not idle, however
+    // quiet the topic.
+    let mut subscriber = Client::open(&broker.native);
+    let topic = subscriber.create_topic("quiet", 1);
+    subscriber
+        .subscribe(topic, 0, StartPosition::Latest, Fallback::Error, 1024)
+        .unwrap();
     // recv blocks until the broker closes the connection (TIMEOUT bounds a failure).
     assert!(client.recv().is_none());
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    subscriber.barrier();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_passed_by_delete_records_takes_the_fallback() {
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("trimmed", 1);
+    let one = batch(vec![record("k", "v", now_ms(), &[])]);
+    for _ in 0..10 {
+        client.produce(Acks::All, topic, 0, one.clone());
+    }
+    // Credit for exactly one batch each: both stop after offset 0.
+    let size = one.len() as u32;
+    let reset = client
+        .subscribe(topic, 0, StartPosition::Earliest, Fallback::Earliest, size)
+        .unwrap();
+    let strict = client
+        .subscribe(topic, 0, StartPosition::Earliest, Fallback::Error, size)
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(client.next_data().next_offset, 1);
+    }
+
+    let mut trim = TopicPartitionList::new();
+    trim.add_partition_offset("trimmed", 0, Offset::Offset(6))
+        .unwrap();
+    let deleted = broker
+        .admin_client()
+        .delete_records(&trim, &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.find_partition("trimmed", 0).unwrap().offset(),
+        Offset::Offset(6)
+    );
+
+    client.grant(reset.subscription_id, size);
+    let data = client.next_data();
+    assert_eq!(data.subscription_id, reset.subscription_id);
+    let records = decode_records(&data.records).unwrap();
+    assert_eq!((records[0].offset, data.next_offset), (6, 7));
+
+    client.grant(strict.subscription_id, size);
+    match client.next_push() {
+        ServerFrame::End(end) => {
+            assert_eq!(end.subscription_id, strict.subscription_id);
+            assert_eq!(end.error, ErrorCode::OFFSET_OUT_OF_RANGE);
+        }
+        other => panic!("expected the strict subscription to end, got {other:?}"),
+    }
+    // Ended: its id is gone.
+    let id = client.send(&Request::GrantCredit(GrantCreditRequest {
+        subscription_id: strict.subscription_id,
+        credit_bytes: 1,
+    }));
+    assert_eq!(
+        error_code(client.answer(id)),
+        ErrorCode::UNKNOWN_SUBSCRIPTION
+    );
 }

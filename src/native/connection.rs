@@ -320,8 +320,14 @@ async fn read_length(
             _ = shutdown.changed() => return Err(Close::Normal),
         };
         match read {
-            // Quiet in both directions for the whole idle time: close. Pushed data counts.
-            Err(_) if conn.last_write.get().elapsed() >= idle => return Err(Close::Idle),
+            // Quiet in both directions for the whole idle time, and no subscription waiting for
+            // data (it is an outstanding long poll): close.
+            Err(_)
+                if conn.last_write.get().elapsed() >= idle
+                    && conn.subscriptions.borrow().is_empty() =>
+            {
+                return Err(Close::Idle)
+            }
             Err(_) => {}
             Ok(Ok(0)) if filled == 0 => return Ok(false),
             Ok(Ok(0)) => return Err(Close::Io(std::io::ErrorKind::UnexpectedEof.into())),
