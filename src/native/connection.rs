@@ -103,11 +103,20 @@ impl Connection {
         });
     }
 
-    fn send_answer(&self, request_id: u32, answer: Answer, memory: Option<OwnedSemaphorePermit>) {
+    fn send_answer(
+        &self,
+        op: &'static str,
+        request_id: u32,
+        answer: Answer,
+        memory: Option<OwnedSemaphorePermit>,
+    ) {
         let mut buf = BytesMut::new();
         match answer {
             Answer::Response(response) => response.encode_frame(request_id, &mut buf),
-            Answer::Error(error) => encode_error(&mut buf, request_id, &error),
+            Answer::Error(error) => {
+                crate::metrics::native::error(op, error.code);
+                encode_error(&mut buf, request_id, &error)
+            }
             Answer::None => return,
         }
         self.send(vec![buf.freeze()], memory);
@@ -184,6 +193,7 @@ enum Close {
 
 /// Serves one native connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _open = crate::metrics::native::connection_opened();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (out, queue) = mpsc::unbounded_channel();
@@ -299,7 +309,12 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, mut reader: OwnedRe
             Ok(request) => route(shard, conn, &lane, header.request_id, request, memory),
             // The reservation travels with the ERROR frame: a client that floods bad frames
             // without reading the answers is held back by the budget like any other.
-            Err(error) => conn.send_answer(header.request_id, Answer::Error(error), Some(memory)),
+            Err(error) => conn.send_answer(
+                crate::metrics::native::UNDECODED,
+                header.request_id,
+                Answer::Error(error),
+                Some(memory),
+            ),
         }
     }
 }
@@ -377,10 +392,12 @@ fn route(
     request: Request,
     memory: OwnedSemaphorePermit,
 ) {
+    let op = request.opcode().info().name;
+    crate::metrics::native::request(op);
     match request.opcode() {
         Opcode::Handshake | Opcode::Ping | Opcode::GrantCredit | Opcode::Unsubscribe => {
             let answer = handlers::dispatch_inline(shard, conn, request);
-            conn.send_answer(request_id, answer, Some(memory));
+            conn.send_answer(op, request_id, answer, Some(memory));
         }
         Opcode::Produce => {
             let _ = lane.send((request_id, request, Some(memory)));
@@ -389,7 +406,7 @@ fn route(
             let (shard, conn) = (shard.clone(), conn.clone());
             tokio::task::spawn_local(async move {
                 let answer = handlers::dispatch(&shard, &conn, request).await;
-                conn.send_answer(request_id, answer, Some(memory));
+                conn.send_answer(op, request_id, answer, Some(memory));
             });
         }
     }
@@ -402,8 +419,9 @@ async fn produce_lane(
     mut queue: mpsc::UnboundedReceiver<Queued>,
 ) {
     while let Some((request_id, request, memory)) = queue.recv().await {
+        let op = request.opcode().info().name;
         let answer = handlers::dispatch(&shard, &conn, request).await;
-        conn.send_answer(request_id, answer, memory);
+        conn.send_answer(op, request_id, answer, memory);
     }
 }
 
