@@ -210,7 +210,7 @@ impl Client {
             if data.subscription_id != subscription_id {
                 continue;
             }
-            for batch in split_batches(&data.records) {
+            for batch in split_batches(&data.records).unwrap() {
                 records.extend(
                     decode_records(&batch)
                         .unwrap()
@@ -233,17 +233,6 @@ fn handshake(min: u16, max: u16) -> HandshakeRequest {
         auth_mechanism: String::new(),
         auth_data: Bytes::new(),
     }
-}
-
-/// Splits a records field into its batches (length at bytes 8..12, big-endian).
-fn split_batches(records: &Bytes) -> Vec<Bytes> {
-    let mut rest = records.clone();
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let len = i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize + 12;
-        out.push(rest.split_to(len));
-    }
-    out
 }
 
 fn record(key: &str, value: &str, timestamp: i64, headers: &[(&str, &str)]) -> Record {
@@ -701,6 +690,7 @@ fn subscriptions_start_where_asked() {
         client.grant(data.subscription_id, data.records.len() as u32);
         if data.subscription_id == latest.subscription_id {
             let records: Vec<_> = split_batches(&data.records)
+                .unwrap()
                 .iter()
                 .flat_map(|b| decode_records(b).unwrap())
                 .collect();
@@ -1312,4 +1302,56 @@ async fn a_position_passed_by_delete_records_takes_the_fallback() {
         error_code(client.answer(id)),
         ErrorCode::UNKNOWN_SUBSCRIPTION
     );
+}
+
+#[test]
+fn every_partition_round_trips_across_shards() {
+    // 16 partitions over 2 shards: the connection's shard owns some and not others (all on one
+    // shard has a 2^-15 chance), so produce and subscriptions cross shards.
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("spread", 16);
+    let partitions: Vec<ProducePartition> = (0..16u32)
+        .map(|p| ProducePartition {
+            topic_id: topic,
+            partition: p,
+            records: batch(vec![record("k", &format!("p{p}"), now_ms(), &[])]),
+        })
+        .collect();
+    let answer = client.call(Request::Produce(ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 10_000,
+        partitions,
+    }));
+    let Ok(Response::Produce(answer)) = answer else {
+        panic!("{answer:?}")
+    };
+    for (p, result) in answer.partitions.iter().enumerate() {
+        assert_eq!(
+            (result.partition, result.error, result.base_offset),
+            (p as u32, ErrorCode::NONE, 0)
+        );
+    }
+    let mut subscriptions = std::collections::HashMap::new();
+    for p in 0..16u32 {
+        let sub = client
+            .subscribe(topic, p, StartPosition::Earliest, Fallback::Error, 1 << 16)
+            .unwrap();
+        subscriptions.insert(sub.subscription_id, p);
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 16 {
+        let data = client.next_data();
+        let p = subscriptions[&data.subscription_id];
+        let records: Vec<DecodedRecord> = split_batches(&data.records)
+            .unwrap()
+            .iter()
+            .flat_map(|b| decode_records(b).unwrap())
+            .collect();
+        assert_eq!(
+            records[0].value.as_deref(),
+            Some(format!("p{p}").as_bytes())
+        );
+        assert!(seen.insert(p), "partition {p} pushed twice");
+    }
 }
