@@ -1355,3 +1355,51 @@ fn every_partition_round_trips_across_shards() {
         assert!(seen.insert(p), "partition {p} pushed twice");
     }
 }
+
+#[test]
+fn answers_never_exceed_the_frame_limit() {
+    let broker = TestBroker::start(&["--native-max-frame-bytes", "65536"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("wide", 20);
+    // 20 commits with 4000 bytes of metadata each: two requests fit, their sum does not.
+    for half in [0..10u32, 10..20] {
+        let offsets = half
+            .map(|partition| OffsetCommitEntry {
+                topic_id: topic,
+                partition,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: Some("m".repeat(4000)),
+            })
+            .collect();
+        let commit = client.call(Request::CommitOffsets(CommitOffsetsRequest {
+            group_id: "wide".into(),
+            generation_id: -1,
+            member_id: String::new(),
+            offsets,
+        }));
+        assert!(
+            matches!(commit, Ok(Response::CommitOffsets(_))),
+            "{commit:?}"
+        );
+    }
+    let all = client.call(Request::FetchOffsets(FetchOffsetsRequest {
+        group_id: "wide".into(),
+        partitions: Vec::new(),
+    }));
+    assert_eq!(error_code(all), ErrorCode::RECORD_LIST_TOO_LARGE);
+    let some = client.call(Request::FetchOffsets(FetchOffsetsRequest {
+        group_id: "wide".into(),
+        partitions: vec![TopicPartition {
+            topic_id: topic,
+            partition: 3,
+        }],
+    }));
+    let Ok(Response::FetchOffsets(some)) = some else {
+        panic!("{some:?}")
+    };
+    assert_eq!(
+        some.offsets[0].metadata.as_ref().map(String::len),
+        Some(4000)
+    );
+}

@@ -112,7 +112,22 @@ impl Connection {
     ) {
         let mut buf = BytesMut::new();
         match answer {
-            Answer::Response(response) => response.encode_frame(request_id, &mut buf),
+            Answer::Response(response) => {
+                response.encode_frame(request_id, &mut buf);
+                // The client sizes its reads by the announced limit: never send more.
+                if buf.len() - 4 > self.frame_bytes_max as usize {
+                    let error = NativeError::new(
+                        ErrorCode::RECORD_LIST_TOO_LARGE,
+                        format!(
+                            "the answer of {} bytes exceeds native-max-frame-bytes; ask for less",
+                            buf.len() - 4
+                        ),
+                    );
+                    buf.clear();
+                    crate::metrics::native::error(op, error.code);
+                    encode_error(&mut buf, request_id, &error);
+                }
+            }
             Answer::Error(error) => {
                 crate::metrics::native::error(op, error.code);
                 encode_error(&mut buf, request_id, &error)
