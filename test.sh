@@ -24,7 +24,7 @@ compat-tests/run-clients.sh
 step "librdkafka's own test suite against the broker (compat-tests/librdkafka/run.sh)"
 compat-tests/librdkafka/run.sh
 
-step "fuzz smoke runs (segment recovery, Kafka request decoding)"
+step "fuzz smoke runs (segment recovery, Kafka request decoding, native frame decoding)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" storage/fuzz/smoke.sh
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" protocol/fuzz/smoke.sh
 
