@@ -8,6 +8,8 @@
 //! - [`compression`] (feature `compression`): the four Kafka batch codecs.
 //! - [`client`] (feature `client`): the async native-protocol client (tokio).
 
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "compression")]
 pub mod compression;
 pub mod kafka;
