@@ -105,7 +105,7 @@ trap stop_broker EXIT
 trap 'exit 130' INT TERM
 
 RUST_LOG="${RUST_LOG:-warn}" "$ROOT/target/release/sluice" serve \
-    --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
+    --kafka-listen 127.0.0.1:0 --native-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
     >"$LOGS/broker.stdout" 2>"$LOGS/broker.log" &
 BROKER_PID=$!
 deadline=$((SECONDS + 30))

@@ -370,6 +370,15 @@ struct Listener {
     advertised: Option<String>,
 }
 
+/// What native clients are told to connect to: the advertised Kafka host, the native port.
+fn native_advertised(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 async fn broker_info(
     ctx: &Arc<BrokerContext>,
     admin: std::net::SocketAddr,
@@ -404,6 +413,11 @@ async fn broker_info(
                 name: "admin",
                 listen: admin.to_string(),
                 advertised: None,
+            },
+            Listener {
+                name: "native",
+                listen: ctx.native_addr.to_string(),
+                advertised: Some(native_advertised(host, ctx.native_addr.port())),
             },
         ],
         data_dir: config.data_dir.display().to_string(),

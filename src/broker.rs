@@ -1,8 +1,8 @@
 //! Starting and stopping a broker: data directory, listeners, shard threads, shutdown.
 //!
 //! ```text
-//! start: lock the data dir -> pick the storage backend -> bind the Kafka port once per shard
-//!        (SO_REUSEPORT, so the kernel spreads connections) -> start N shard threads
+//! start: lock the data dir -> pick the storage backend -> bind the Kafka and native ports once
+//!        per shard (SO_REUSEPORT, so the kernel spreads connections) -> start N shard threads
 //!        shard 0 opens the metadata log; every shard then opens the partitions it owns
 //!        -> all ready: print the bound addresses on one line
 //! stop:  shutdown signal -> shards stop accepting, connections finish their request
@@ -33,6 +33,7 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Broker {
     pub kafka_addr: SocketAddr,
+    pub native_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub storage_backend: &'static str,
     pub shards: usize,
@@ -57,15 +58,10 @@ impl Broker {
         tracing::info!(backend = backend.name(), "storage backend selected");
 
         let shard_count = config.shards;
-        let mut kafka_listeners = Vec::with_capacity(shard_count);
-        let first = bind_reuseport(config.kafka_listen)?;
-        let kafka_addr = first
-            .local_addr()
-            .map_err(|e| format!("kafka listener: {e}"))?;
-        kafka_listeners.push(first);
-        for _ in 1..shard_count {
-            kafka_listeners.push(bind_reuseport(kafka_addr)?);
-        }
+        let (kafka_addr, kafka_listeners) =
+            bind_per_shard(config.kafka_listen, shard_count, "kafka")?;
+        let (native_addr, native_listeners) =
+            bind_per_shard(config.native.listen, shard_count, "native")?;
         let admin = TcpListener::bind(config.admin_listen).map_err(|e| {
             format!(
                 "cannot listen on {} (admin): {e}; pick another --admin-listen",
@@ -81,6 +77,7 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(BrokerContext {
             advertised: config.advertised(kafka_addr),
+            native_addr,
             config,
             metadata: Arc::new(ArcSwap::from_pointee(MetadataSnapshot::default())),
             shards,
@@ -96,12 +93,16 @@ impl Broker {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let mut admin = Some(admin);
         let mut threads = Vec::with_capacity(shard_count);
-        for (id, (inbox, listener)) in inboxes.into_iter().zip(kafka_listeners).enumerate() {
+        let listeners = kafka_listeners.into_iter().zip(native_listeners);
+        for (id, (inbox, (listener, native_listener))) in
+            inboxes.into_iter().zip(listeners).enumerate()
+        {
             let start = ShardStart {
                 id,
                 ctx: ctx.clone(),
                 inbox,
                 listener,
+                native_listener,
                 admin: admin.take(),
                 metadata_ready: metadata_ready.clone(),
                 metadata_ready_tx: metadata_ready_tx.clone(),
@@ -150,6 +151,7 @@ impl Broker {
         ctx.ready.store(true, Ordering::Release);
         Ok(Broker {
             kafka_addr,
+            native_addr,
             admin_addr,
             storage_backend: backend.name(),
             shards: shard_count,
@@ -174,6 +176,7 @@ struct ShardStart {
     ctx: Arc<BrokerContext>,
     inbox: mpsc::Receiver<crate::shard::Job>,
     listener: TcpListener,
+    native_listener: TcpListener,
     admin: Option<TcpListener>,
     metadata_ready: watch::Receiver<bool>,
     metadata_ready_tx: Arc<watch::Sender<bool>>,
@@ -186,6 +189,7 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         ctx,
         inbox,
         listener,
+        native_listener,
         admin,
         mut metadata_ready,
         metadata_ready_tx,
@@ -208,9 +212,16 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         "shard opened its partitions"
     );
 
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-    let accept = tokio::task::spawn_local(accept_loop(shard.clone(), listener));
+    let accept = tokio::task::spawn_local(accept_loop(
+        shard.clone(),
+        to_tokio(listener)?,
+        crate::kafka::connection::serve,
+    ));
+    let native_accept = tokio::task::spawn_local(accept_loop(
+        shard.clone(),
+        to_tokio(native_listener)?,
+        crate::native::connection::serve,
+    ));
     let admin_task = match admin {
         Some(admin) => Some(tokio::task::spawn_local(crate::admin::serve(
             ctx.clone(),
@@ -226,6 +237,7 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
     let mut shutdown = ctx.shutdown.clone();
     let _ = shutdown.wait_for(|stop| *stop).await;
     accept.abort();
+    native_accept.abort();
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -250,15 +262,21 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
+fn to_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())
+}
+
+/// Accepts connections and serves each with `serve` (the Kafka or the native front end).
+async fn accept_loop<F, Fut>(shard: Rc<Shard>, listener: tokio::net::TcpListener, serve: F)
+where
+    F: Fn(Rc<Shard>, tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::task::spawn_local(crate::kafka::connection::serve(
-                    shard.clone(),
-                    stream,
-                    peer,
-                ));
+                tokio::task::spawn_local(serve(shard.clone(), stream, peer));
             }
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
@@ -307,9 +325,28 @@ async fn maintenance_loop(shard: Rc<Shard>) {
     }
 }
 
-fn bind_reuseport(addr: SocketAddr) -> Result<TcpListener, String> {
+/// Binds `addr` once per shard with SO_REUSEPORT (the first bind resolves port 0; the others
+/// reuse the port it got). Returns the bound address and the listeners.
+fn bind_per_shard(
+    addr: SocketAddr,
+    shards: usize,
+    name: &str,
+) -> Result<(SocketAddr, Vec<TcpListener>), String> {
+    let first = bind_reuseport(addr, name)?;
+    let bound = first
+        .local_addr()
+        .map_err(|e| format!("{name} listener: {e}"))?;
+    let mut listeners = Vec::with_capacity(shards);
+    listeners.push(first);
+    for _ in 1..shards {
+        listeners.push(bind_reuseport(bound, name)?);
+    }
+    Ok((bound, listeners))
+}
+
+fn bind_reuseport(addr: SocketAddr, name: &str) -> Result<TcpListener, String> {
     let describe = |e: std::io::Error| {
-        format!("cannot listen on {addr} (kafka): {e}; is another broker running? pick another --kafka-listen")
+        format!("cannot listen on {addr} ({name}): {e}; is another broker running? pick another --{name}-listen")
     };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(describe)?;

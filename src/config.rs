@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// Admin HTTP listener (/health, /ready, /v1 JSON API), HOST:PORT.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Native protocol listener (protocol/NATIVE.md), HOST:PORT (port 0 picks a free port).
+    #[arg(long, env = "SLUICE_NATIVE_LISTEN")]
+    pub native_listen: Option<SocketAddr>,
+    /// Largest native frame accepted and sent (bytes), announced in the handshake.
+    #[arg(long, env = "SLUICE_NATIVE_MAX_FRAME_BYTES")]
+    pub native_max_frame_bytes: Option<u32>,
+    /// Subscriptions one native connection may hold at once.
+    #[arg(long, env = "SLUICE_NATIVE_MAX_SUBSCRIPTIONS")]
+    pub native_max_subscriptions: Option<u32>,
     /// Worker threads, each owning a share of the partitions (default: one per core).
     #[arg(long, env = "SLUICE_SHARDS")]
     pub shards: Option<usize>,
@@ -188,6 +197,12 @@ struct FileConfig {
     advertised_kafka: Option<String>,
     #[serde(rename = "admin-listen")]
     admin_listen: Option<SocketAddr>,
+    #[serde(rename = "native-listen")]
+    native_listen: Option<SocketAddr>,
+    #[serde(rename = "native-max-frame-bytes")]
+    native_max_frame_bytes: Option<u32>,
+    #[serde(rename = "native-max-subscriptions")]
+    native_max_subscriptions: Option<u32>,
     shards: Option<usize>,
     #[serde(rename = "node-id")]
     node_id: Option<i32>,
@@ -248,6 +263,7 @@ pub struct BrokerConfig {
     pub kafka_listen: SocketAddr,
     pub advertised_kafka: Option<String>,
     pub admin_listen: SocketAddr,
+    pub native: NativeConfig,
     pub shards: usize,
     pub node_id: i32,
     pub storage_backend: BackendChoice,
@@ -258,6 +274,19 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: usize,
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,
+}
+
+/// The native protocol listener and its limits (protocol/NATIVE.md, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeConfig {
+    pub listen: SocketAddr,
+    pub max_frame_bytes: u32,
+    pub max_subscriptions: u32,
+}
+
+impl NativeConfig {
+    /// Smallest frame limit accepted: room for a default-sized batch and its framing.
+    pub const MAX_FRAME_BYTES_MIN: u32 = 64 * 1024;
 }
 
 /// Group coordinator settings (Kafka's names).
@@ -373,6 +402,28 @@ impl BrokerConfig {
                 file.admin_listen,
                 socket("127.0.0.1:9644")
             ),
+            native: NativeConfig {
+                listen: pick!(
+                    args.native_listen,
+                    file.native_listen,
+                    socket("127.0.0.1:9192")
+                ),
+                max_frame_bytes: pick!(
+                    args.native_max_frame_bytes,
+                    file.native_max_frame_bytes,
+                    16 * 1024 * 1024
+                )
+                .clamp(
+                    NativeConfig::MAX_FRAME_BYTES_MIN,
+                    protocol::native::limits::FRAME_BYTES_MAX,
+                ),
+                max_subscriptions: pick!(
+                    args.native_max_subscriptions,
+                    file.native_max_subscriptions,
+                    1000
+                )
+                .max(1),
+            },
             shards: pick!(args.shards, file.shards, shards_default),
             node_id: pick!(args.node_id, file.node_id, 1),
             storage_backend: backend,
@@ -621,6 +672,15 @@ impl BrokerConfig {
                 self.advertised_kafka.as_deref().and_then(text),
             ),
             ("admin-listen", text(&self.admin_listen.to_string())),
+            ("native-listen", text(&self.native.listen.to_string())),
+            (
+                "native-max-frame-bytes",
+                int(self.native.max_frame_bytes.into()),
+            ),
+            (
+                "native-max-subscriptions",
+                int(self.native.max_subscriptions.into()),
+            ),
             ("shards", size(self.shards)),
             ("node-id", int(self.node_id.into())),
             (
@@ -807,6 +867,7 @@ mod tests {
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.kafka_listen, defaults.kafka_listen);
         assert_eq!(from_file.admin_listen, defaults.admin_listen);
+        assert_eq!(from_file.native, defaults.native);
         assert_eq!(
             from_file.socket_request_max_bytes,
             defaults.socket_request_max_bytes
@@ -891,6 +952,9 @@ mod tests {
             kafka_listen: Some(socket("0.0.0.0:19092")),
             advertised_kafka: Some("broker.example:19092".into()),
             admin_listen: Some(socket("0.0.0.0:19644")),
+            native_listen: Some(socket("0.0.0.0:19192")),
+            native_max_frame_bytes: Some(1 << 20),
+            native_max_subscriptions: Some(10),
             shards: Some(3),
             node_id: Some(7),
             storage_backend: Some(BackendChoice::Posix),

@@ -13,6 +13,7 @@ mod group;
 mod inspect;
 mod kafka;
 mod metrics;
+mod native;
 mod partition;
 mod producer;
 mod shard;
@@ -144,8 +145,9 @@ fn serve(args: &config::ServeArgs) -> ExitCode {
     };
     // One stable line that scripts and tests parse for the bound addresses.
     println!(
-        "sluice ready kafka={} admin={} data={} backend={} shards={}",
+        "sluice ready kafka={} native={} admin={} data={} backend={} shards={}",
         broker.kafka_addr,
+        broker.native_addr,
         broker.admin_addr,
         data_dir.display(),
         broker.storage_backend,

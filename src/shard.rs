@@ -36,6 +36,8 @@ pub struct BrokerContext {
     pub shards: ShardSet,
     /// Advertised Kafka host and port.
     pub advertised: (String, i32),
+    /// The bound native listener (its port is what native METADATA announces).
+    pub native_addr: std::net::SocketAddr,
     pub cluster_id: String,
     pub shutdown: watch::Receiver<bool>,
     /// The broker-wide budget for request bytes in memory, in KiB permits.

@@ -154,6 +154,8 @@ async fn health_and_ready_answer_plain_text() {
     assert_eq!(info["listeners"][0]["name"], "kafka");
     assert_eq!(info["listeners"][0]["listen"], broker.kafka.as_str());
     assert_eq!(info["listeners"][1]["listen"], broker.admin.as_str());
+    assert_eq!(info["listeners"][2]["name"], "native");
+    assert_eq!(info["listeners"][2]["listen"], broker.native.as_str());
     assert_eq!(info["data_dir"], broker.dir.display().to_string());
     assert!(["io_uring", "posix"].contains(&info["storage_backend"].as_str().unwrap()));
 

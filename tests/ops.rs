@@ -362,6 +362,8 @@ fn bad_config_files_stop_start_up_naming_key_and_file() {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--native-listen",
+                "127.0.0.1:0",
             ]);
             let out = run_sluice(&args, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -438,6 +440,7 @@ fn config_check_prints_every_key_of_the_example_file() {
 struct LoggedBroker {
     child: Option<std::process::Child>,
     kafka: String,
+    native: String,
     admin: String,
     _tmp: tempfile::TempDir,
 }
@@ -454,6 +457,7 @@ impl LoggedBroker {
         let mut child = command
             .args(["serve", "--kafka-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0", "--shards", "1"])
+            .args(["--native-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(tmp.path().join("data"))
             .args(extra)
@@ -475,6 +479,7 @@ impl LoggedBroker {
         };
         LoggedBroker {
             kafka: field("kafka"),
+            native: field("native"),
             admin: field("admin"),
             child: Some(child),
             _tmp: tmp,
@@ -577,6 +582,44 @@ fn logs_are_json_when_asked_and_filtered_by_rust_log() {
         "{line}"
     );
     assert!(line.contains("socket.request.max.bytes"), "{line}");
+}
+
+#[test]
+fn native_bad_frames_are_logged_with_peer_and_reason() {
+    let broker = LoggedBroker::start(&[], &[("RUST_LOG", "info")]);
+    // A payload that does not decode: refused with an ERROR frame and an info line.
+    let mut refused = std::net::TcpStream::connect(&broker.native).unwrap();
+    refused.set_read_timeout(Some(TIMEOUT)).unwrap();
+    refused
+        .write_all(&[9, 0, 0, 0, 0x02, 0x00, 5, 0, 0, 0, 1, 2, 3])
+        .unwrap();
+    let mut answer = [0u8; 10];
+    refused.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[4..6], &[0xff, 0x7f], "an ERROR frame");
+    // A length over native-max-frame-bytes: the connection is closed.
+    let mut closed = std::net::TcpStream::connect(&broker.native).unwrap();
+    closed.set_read_timeout(Some(TIMEOUT)).unwrap();
+    closed.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let _ = closed.read_to_end(&mut rest);
+    let log = broker.stop();
+    let line = log
+        .lines()
+        .find(|l| l.contains("closing native connection: bad frame"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("WARN") && line.contains("peer=127.0.0.1:"),
+        "{line}"
+    );
+    assert!(line.contains("exceeds the limit of 16777216"), "{line}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("native request refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("peer=127.0.0.1:") && line.contains("nonce"),
+        "{line}"
+    );
 }
 
 #[test]

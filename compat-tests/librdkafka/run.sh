@@ -217,7 +217,7 @@ start_broker() { # mode: a fresh broker for the tests of one mode, and its test.
     local mode="$1" auto_create=true bootstrap="" pid
     [[ $mode == noautocreate ]] && auto_create=false
     "$sluice" serve \
-        --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+        --kafka-listen 127.0.0.1:0 --native-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         --data-dir "$logs/data-$mode" \
         --num.partitions "$num_partitions" \
         --auto.create.topics.enable "$auto_create" \

@@ -15,6 +15,8 @@ use rdkafka::config::ClientConfig;
 pub struct TestBroker {
     child: Option<Child>,
     pub kafka: String,
+    /// The native protocol listener (protocol/NATIVE.md).
+    pub native: String,
     pub admin: String,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -29,6 +31,7 @@ impl TestBroker {
         let mut broker = TestBroker {
             child: None,
             kafka: String::new(),
+            native: String::new(),
             admin: String::new(),
             dir,
             _tmp: Some(tmp),
@@ -45,6 +48,8 @@ impl TestBroker {
                 "--kafka-listen",
                 "127.0.0.1:0",
                 "--admin-listen",
+                "127.0.0.1:0",
+                "--native-listen",
                 "127.0.0.1:0",
             ])
             .arg("--data-dir")
@@ -73,6 +78,7 @@ impl TestBroker {
                 .to_string()
         };
         self.kafka = field("kafka");
+        self.native = field("native");
         self.admin = field("admin");
         self.child = Some(child);
     }

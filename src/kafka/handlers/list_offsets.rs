@@ -19,8 +19,8 @@ pub const SUPPORT: ApiSupport = ApiSupport {
     max: 10,
 };
 
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
+pub(crate) const LATEST: i64 = -1;
+pub(crate) const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 /// The newest offset in tiered storage (KIP-1005); there is none, so nothing is found.
@@ -81,8 +81,9 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
 }
 
 /// `(timestamp, offset)` for a ListOffsets query; `(-1, -1)` when nothing matches. `latest`
-/// is the high watermark, or the last stable offset for read_committed.
-async fn lookup(
+/// is the high watermark, or the last stable offset for read_committed. The native SUBSCRIBE
+/// resolves its timestamp start with it too.
+pub(crate) async fn lookup(
     log: &storage::PartitionLog,
     timestamp: i64,
     latest: i64,

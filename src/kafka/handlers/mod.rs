@@ -31,14 +31,14 @@ mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod list_transactions;
 mod metadata;
-mod offset_commit;
+pub(crate) mod offset_commit;
 mod offset_delete;
-mod offset_fetch;
+pub(crate) mod offset_fetch;
 mod offset_for_leader_epoch;
-mod produce;
+pub(crate) mod produce;
 mod sync_group;
 mod txn_offset_commit;
 

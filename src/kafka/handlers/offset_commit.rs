@@ -3,6 +3,7 @@
 //! the group's `__consumer_offsets` partition and answers once they are durable.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_protocol::error::ResponseError;
@@ -17,7 +18,7 @@ use crate::group::codec::{OffsetValue, RecordKey};
 use crate::group::state::{Group, GroupState};
 use crate::group::{self, OFFSET_METADATA_MAX};
 use crate::partition::Partition;
-use crate::shard::Shard;
+use crate::shard::{BrokerContext, Shard};
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::OffsetCommit,
@@ -46,41 +47,28 @@ pub async fn handle(
                     .as_ref()
                     .map(|m| m.to_string())
                     .unwrap_or_default();
-                let value = if !known.is_some_and(|n| (0..n).contains(&p.partition_index)) {
-                    Err(ResponseError::UnknownTopicOrPartition)
-                } else if metadata.len() > OFFSET_METADATA_MAX {
-                    Err(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    Ok(OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                        timestamp: now,
-                        // v2-v4 may ask for their own retention; -1 means the broker's.
-                        expire_timestamp: (request.retention_time_ms > 0)
-                            .then(|| now.saturating_add(request.retention_time_ms)),
-                    })
-                };
+                let known = known.is_some_and(|n| (0..n).contains(&p.partition_index));
+                let value = offset_value(
+                    known,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    metadata,
+                    now,
+                    // v2-v4 may ask for their own retention; -1 means the broker's.
+                    (request.retention_time_ms > 0)
+                        .then(|| now.saturating_add(request.retention_time_ms)),
+                );
                 (p.partition_index, value)
             })
             .collect();
         plan.push((name, partitions));
     }
-    let outcome = match group::check_group_id(&request.group_id) {
-        Err(e) => Err(e),
-        Ok(()) => {
-            let id = request.group_id.to_string();
-            let generation = request.generation_id_or_member_epoch;
-            let member = request.member_id.to_string();
-            let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
-            let plan = plan.clone();
-            group::on_coordinator(broker, &id.clone(), move |shard, partition| {
-                commit(shard, partition, id, (generation, member, instance), plan)
-            })
-            .await
-            .and_then(|r| r)
-        }
-    };
+    let member = (
+        request.generation_id_or_member_epoch,
+        request.member_id.to_string(),
+        request.group_instance_id.as_ref().map(|i| i.to_string()),
+    );
+    let outcome = commit_offsets(broker, &request.group_id, member, plan.clone()).await;
     let topics = plan
         .into_iter()
         .map(|(name, partitions)| {
@@ -105,7 +93,50 @@ pub async fn handle(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-type Plan = Vec<(String, Vec<(i32, Result<OffsetValue, ResponseError>)>)>;
+/// Per topic name, per partition: the value to store, or the error to answer with.
+pub(crate) type Plan = Vec<(String, Vec<(i32, Result<OffsetValue, ResponseError>)>)>;
+
+/// The value to store for one committed partition, or why it is refused.
+pub(crate) fn offset_value(
+    partition_known: bool,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
+    now: i64,
+    expire_timestamp: Option<i64>,
+) -> Result<OffsetValue, ResponseError> {
+    if !partition_known {
+        Err(ResponseError::UnknownTopicOrPartition)
+    } else if metadata.len() > OFFSET_METADATA_MAX {
+        Err(ResponseError::OffsetMetadataTooLarge)
+    } else {
+        Ok(OffsetValue {
+            offset,
+            leader_epoch,
+            metadata,
+            timestamp: now,
+            expire_timestamp,
+        })
+    }
+}
+
+/// Checks the member (generation, member id, instance id) and stores the plan's valid entries
+/// on the group's coordinator: the path OffsetCommit and the native COMMIT_OFFSETS share, so
+/// a group committed over one protocol resumes over the other. `Err` applies to every entry.
+pub(crate) async fn commit_offsets(
+    broker: &Arc<BrokerContext>,
+    group_id: &str,
+    member: (i32, String, Option<String>),
+    plan: Plan,
+) -> Result<(), ResponseError> {
+    group::check_group_id(group_id)?;
+    let id = group_id.to_owned();
+    group::on_coordinator(broker, group_id, move |shard, partition| {
+        commit(shard, partition, id, member, plan)
+    })
+    .await
+    .and_then(|r| r)
+}
 
 async fn commit(
     shard: Rc<Shard>,

@@ -6,10 +6,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse};
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::group::{self, codec::OffsetValue};
+use crate::shard::BrokerContext;
 
 pub const SUPPORT: ApiSupport = ApiSupport {
     key: ApiKey::OffsetFetch,
@@ -20,10 +23,10 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 /// Most groups answered in one v8+ request.
 const MAX_GROUPS: usize = 10_000;
 
-type Wanted = Option<Vec<(String, Vec<i32>)>>;
+pub(crate) type Wanted = Option<Vec<(String, Vec<i32>)>>;
 /// Per topic: (partition, committed value, error code: UNSTABLE_OFFSET_COMMIT when a
 /// transaction holds an offset for it and the client asked for stable offsets).
-type Found = Vec<(String, Vec<(i32, Option<OffsetValue>, i16)>)>;
+pub(crate) type Found = Vec<(String, Vec<(i32, Option<OffsetValue>, i16)>)>;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
     if ctx.version >= 8 {
@@ -40,7 +43,14 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
                 .as_ref()
                 .filter(|m| !m.is_empty() && g.member_epoch >= 0)
                 .map(|m| (m.to_string(), g.member_epoch));
-            let result = fetch(ctx, &g.group_id, wanted, member, request.require_stable).await;
+            let result = fetch_offsets(
+                &ctx.shard.ctx,
+                &g.group_id,
+                wanted,
+                member,
+                request.require_stable,
+            )
+            .await;
             let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             groups.push(match result {
                 Ok(found) => entry.with_topics(
@@ -77,7 +87,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: OffsetFetchRequest) -> Of
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch(ctx, &request.group_id, wanted, None, request.require_stable).await {
+    let found = fetch_offsets(
+        &ctx.shard.ctx,
+        &request.group_id,
+        wanted,
+        None,
+        request.require_stable,
+    )
+    .await;
+    match found {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
@@ -136,17 +154,19 @@ fn fields(value: Option<OffsetValue>) -> (i64, i32, String) {
     }
 }
 
-/// `member`: the member id and epoch a KIP-848 member sends (v9+), checked like a commit's.
-async fn fetch(
-    ctx: &RequestContext<'_>,
-    group_id: &GroupId,
+/// A group's committed offsets, read on its coordinator: the path OffsetFetch and the native
+/// FETCH_OFFSETS share. `member`: the member id and epoch a KIP-848 member sends (v9+),
+/// checked like a commit's.
+pub(crate) async fn fetch_offsets(
+    broker: &Arc<BrokerContext>,
+    group_id: &str,
     wanted: Wanted,
     member: Option<(String, i32)>,
     require_stable: bool,
 ) -> Result<Found, ResponseError> {
     group::check_group_id(group_id)?;
     let id = group_id.to_string();
-    group::on_coordinator(&ctx.shard.ctx, &id.clone(), move |shard, _| async move {
+    group::on_coordinator(broker, &id.clone(), move |shard, _| async move {
         let groups = shard.groups.groups.borrow();
         let group = groups.get(&id);
         if let (Some((member_id, epoch)), Some(consumer)) =

@@ -3,6 +3,7 @@
 //! means durable).
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -12,6 +13,7 @@ use storage::batch::{BatchHeader, ValidatedBatch};
 
 use crate::partition::Partition;
 use crate::producer::state::Verdict;
+use crate::shard::BrokerContext;
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::now_ms;
@@ -28,12 +30,12 @@ pub const SUPPORT: ApiSupport = ApiSupport {
 
 /// The outcome for one partition.
 #[derive(Debug, Clone)]
-struct Outcome {
-    error: Option<ResponseError>,
-    message: Option<String>,
-    base_offset: i64,
-    log_append_time: i64,
-    log_start_offset: i64,
+pub(crate) struct Outcome {
+    pub(crate) error: Option<ResponseError>,
+    pub(crate) message: Option<String>,
+    pub(crate) base_offset: i64,
+    pub(crate) log_append_time: i64,
+    pub(crate) log_start_offset: i64,
 }
 
 impl Outcome {
@@ -58,7 +60,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
         for partition in &topic.partition_data {
             indexes.push(partition.index);
             work.push(produce_partition(
-                ctx,
+                &ctx.shard.ctx,
                 acks,
                 request.transactional_id.as_ref().map(|t| t.to_string()),
                 name.clone(),
@@ -98,8 +100,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-async fn produce_partition(
-    ctx: &RequestContext<'_>,
+/// Validates, appends and waits per `acks` for one partition's records: the produce path both
+/// front ends share (the native PRODUCE calls it too).
+pub(crate) async fn produce_partition(
+    broker: &Arc<BrokerContext>,
     acks: i16,
     transactional_id: Option<String>,
     topic: String,
@@ -119,7 +123,6 @@ async fn produce_partition(
             format!("cannot produce to the internal topic '{topic}'"),
         );
     }
-    let broker = &ctx.shard.ctx;
     let snapshot = broker.metadata.load_full();
     let Some(info) = snapshot.topic(&topic).cloned() else {
         return Outcome::error(

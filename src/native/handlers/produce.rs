@@ -1,0 +1,88 @@
+//! PRODUCE: each partition's batches go through the produce path the Kafka front end uses
+//! (`kafka::handlers::produce::produce_partition`: validation, idempotence, append on the owner
+//! shard, acks), so batches are indistinguishable from Kafka-produced ones. `timeout_ms`
+//! bounds the wait of acks=all (0: no bound).
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use protocol::native::{
+    Acks, ErrorCode, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+};
+use uuid::Uuid;
+
+use super::{partition_index, topic_by_id, Ctx};
+use crate::kafka::handlers::produce::{produce_partition, Outcome};
+
+pub async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let timeout =
+        (request.timeout_ms > 0).then(|| Duration::from_millis(request.timeout_ms.into()));
+    let work = request
+        .partitions
+        .into_iter()
+        .map(|p| produce_one(ctx, acks, timeout, p));
+    let partitions = futures::future::join_all(work).await;
+    (acks != Acks::None).then_some(ProduceResponse { partitions })
+}
+
+async fn produce_one(
+    ctx: &Ctx<'_>,
+    acks: Acks,
+    timeout: Option<Duration>,
+    p: ProducePartition,
+) -> ProducePartitionResponse {
+    let fail = |code: ResponseError, message: String| ProducePartitionResponse {
+        topic_id: p.topic_id,
+        partition: p.partition,
+        error: ErrorCode::from_kafka(code.code()),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+        message,
+    };
+    let Some((name, partitions)) = topic_by_id(ctx.shard, &p.topic_id) else {
+        return fail(
+            ResponseError::UnknownTopicId,
+            format!("no topic has id {}", Uuid::from_bytes(p.topic_id)),
+        );
+    };
+    let Some(index) = partition_index(p.partition, partitions) else {
+        return fail(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{name}' has no partition {}", p.partition),
+        );
+    };
+    let produced = produce_partition(
+        &ctx.shard.ctx,
+        acks.to_kafka(),
+        None,
+        name,
+        index,
+        Some(p.records.clone()),
+    );
+    let outcome: Outcome = match timeout.filter(|_| acks == Acks::All) {
+        Some(limit) => match tokio::time::timeout(limit, produced).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return fail(
+                    ResponseError::RequestTimedOut,
+                    format!("not committed within timeout_ms {}", limit.as_millis()),
+                )
+            }
+        },
+        None => produced.await,
+    };
+    ProducePartitionResponse {
+        topic_id: p.topic_id,
+        partition: p.partition,
+        error: outcome
+            .error
+            .map(|e| ErrorCode::from_kafka(e.code()))
+            .unwrap_or(ErrorCode::NONE),
+        base_offset: outcome.base_offset,
+        log_append_time: outcome.log_append_time,
+        log_start_offset: outcome.log_start_offset,
+        message: outcome.message.unwrap_or_default(),
+    }
+}
