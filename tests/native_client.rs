@@ -334,3 +334,70 @@ async fn consumer_and_producer_carry_on_across_a_broker_restart() {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_are_split_under_the_frame_limit_and_oversized_batches_refused() {
+    let broker = TestBroker::start(&["--native-max-frame-bytes", "65536"]);
+    let client = client(&broker).await;
+    assert_eq!(client.server_info().await.unwrap().frame_bytes_max, 65536);
+    create(&client, "framed", 4).await;
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_secs(60),
+        ..ProducerConfig::default()
+    });
+    // Four 30 KB batches close together on flush: more than one frame holds.
+    let mut deliveries = Vec::new();
+    for partition in 0..4 {
+        let record = ProducerRecord::new("framed")
+            .partition(partition)
+            .value(vec![b'a' + partition as u8; 30_000]);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for (partition, delivery) in deliveries.into_iter().enumerate() {
+        let meta = delivery.await.unwrap();
+        assert_eq!((meta.partition, meta.offset), (partition as u32, 0));
+    }
+    // One record larger than a frame can never be sent: refused without losing the connection.
+    let too_big = producer
+        .send(
+            ProducerRecord::new("framed")
+                .partition(0)
+                .value(vec![0u8; 100_000]),
+        )
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    let error = too_big.await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{error}");
+    let after = producer
+        .send(ProducerRecord::new("framed").partition(0).value("small"))
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    assert_eq!(after.await.unwrap().offset, 1);
+}
+
+#[tokio::test]
+async fn a_deleted_topic_ends_its_subscriptions_with_an_error() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "doomed", 1).await;
+    let producer = client.producer(ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("doomed").value("one"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut consumer = client.consumer(ConsumerConfig::default());
+    consumer.subscribe("doomed").await.unwrap();
+    assert_eq!(take(&mut consumer, 1).await[0].offset, 0);
+    client.delete_topic("doomed").await.unwrap();
+    let next = tokio::time::timeout(TIMEOUT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let error = next.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::UNKNOWN_TOPIC_ID), "{error}");
+}

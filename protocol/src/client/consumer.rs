@@ -5,6 +5,12 @@
 //! Each partition has a supervisor task that (re)subscribes: after a lost connection or a
 //! retriable `SUBSCRIPTION_END` it resubscribes at the consumer's position with backoff, and a
 //! generation number makes the stream drop frames of the old subscription still queued.
+//!
+//! An `Err` item does not end the stream. A partition that ended for good (its topic was
+//! deleted, its position fell out of range with `Fallback::Error`, a batch too large for the
+//! broker's frame limit) yields its error once and delivers nothing more; while the broker is
+//! unreachable the stream yields the connection error after each `reconnect_timeout` and keeps
+//! trying.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -462,6 +468,16 @@ async fn subscribe_once(
     })
 }
 
+/// Resubscriptions in a row that the broker may refuse with a retriable code before the
+/// consumer reports it (a topic deleted while subscribed answers UNKNOWN_TOPIC_ID forever).
+const BROKER_REFUSALS_MAX: u32 = 10;
+
+/// Whether a subscription ended for good: the topic is gone, or the broker's answer is one
+/// that resubscribing cannot change.
+fn ends_for_good(error: &ClientError) -> bool {
+    error.code() == Some(ErrorCode::UNKNOWN_TOPIC_ID) || !error.is_retriable()
+}
+
 async fn supervise(
     client: Client,
     config: ConsumerConfig,
@@ -472,6 +488,7 @@ async fn supervise(
     let client_config = client.config().clone();
     let mut backoff = Backoff::new(client_config.backoff_initial, client_config.backoff_max);
     let mut subscribed = Some(first);
+    let mut refusals = 0u32;
     loop {
         if let Some(mut live) = subscribed.take() {
             let ended = loop {
@@ -492,7 +509,7 @@ async fn supervise(
                     None => break ClientError::ConnectionLost("subscription dropped".into()),
                 }
             };
-            if !ended.is_retriable() {
+            if ends_for_good(&ended) {
                 let _ = out.send(Delivery::Failed(ended));
                 return;
             }
@@ -508,11 +525,27 @@ async fn supervise(
         )
         .await
         {
-            Ok(live) => subscribed = Some(live),
-            Err(e) if e.is_retriable() => {}
-            Err(e) => {
+            Ok(live) => {
+                refusals = 0;
+                subscribed = Some(live);
+            }
+            Err(e) if ends_for_good(&e) => {
                 let _ = out.send(Delivery::Failed(e));
                 return;
+            }
+            Err(e @ ClientError::Broker { .. }) => {
+                refusals += 1;
+                if refusals >= BROKER_REFUSALS_MAX {
+                    let _ = out.send(Delivery::Failed(e));
+                    return;
+                }
+            }
+            Err(e) => {
+                // The broker stayed unreachable for the client's reconnect_timeout: tell the
+                // application (the stream goes on, and so do the attempts).
+                if out.send(Delivery::Failed(e)).is_err() {
+                    return;
+                }
             }
         }
         if out.is_closed() {

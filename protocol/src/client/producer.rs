@@ -406,14 +406,70 @@ async fn produce_with_retries(
     }
 }
 
-/// One PRODUCE. Resolves the deliveries of partitions that succeeded or failed for good and
-/// leaves in `batches` those to retry, returning the error to retry them for.
+/// Bytes a PRODUCE frame needs besides the records: header, acks, timeout, count, and per
+/// partition its id, index and blob length.
+const PRODUCE_FIXED_BYTES: usize = 10 + 1 + 4 + 4;
+const PRODUCE_PARTITION_BYTES: usize = 16 + 4 + 4;
+
+/// Sends `batches` as one PRODUCE, or as several when together they exceed the broker's frame
+/// limit (announced in the handshake). A batch that alone exceeds it fails with
+/// MESSAGE_TOO_LARGE without being sent (the broker would close the connection).
 async fn produce_once(
     client: &Client,
     config: &ProducerConfig,
     batches: &mut Vec<ReadyBatch>,
 ) -> Result<(), ClientError> {
     let connection = client.connection().await?;
+    let limit = connection.handshake.frame_bytes_max as usize;
+    let mut retry = Vec::new();
+    let mut first_error = None;
+    let mut pending = std::mem::take(batches);
+    while !pending.is_empty() {
+        // The longest prefix that fits in one frame.
+        let mut size = PRODUCE_FIXED_BYTES;
+        let mut take = 0;
+        for batch in &pending {
+            let needed = PRODUCE_PARTITION_BYTES + batch.records.len();
+            if size + needed > limit {
+                break;
+            }
+            size += needed;
+            take += 1;
+        }
+        if take == 0 {
+            let batch = pending.remove(0);
+            let error = ClientError::broker(
+                crate::native::ErrorCode::MESSAGE_TOO_LARGE,
+                format!(
+                    "a batch of {} bytes exceeds the broker's frame limit of {limit} bytes",
+                    batch.records.len()
+                ),
+            );
+            for (delivery, _) in batch.deliveries {
+                let _ = delivery.send(Err(error.clone()));
+            }
+            continue;
+        }
+        let mut group: Vec<ReadyBatch> = pending.drain(..take).collect();
+        if let Err(error) = produce_request(&connection, config, &mut group).await {
+            first_error.get_or_insert(error);
+            retry.append(&mut group);
+        }
+    }
+    *batches = retry;
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// One PRODUCE. Resolves the deliveries of partitions that succeeded or failed for good and
+/// leaves in `batches` those to retry, returning the error to retry them for.
+async fn produce_request(
+    connection: &super::connection::Connection,
+    config: &ProducerConfig,
+    batches: &mut Vec<ReadyBatch>,
+) -> Result<(), ClientError> {
     let request = Request::Produce(ProduceRequest {
         acks: config.acks,
         timeout_ms: config.produce_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
