@@ -209,9 +209,7 @@ fn consume_from_offsets_and_group_positions() {
     );
     assert_eq!(first, "m0\nm1\nm2\nm3\n");
     let rest = ok(
-        &[
-            "consume", "seq", "--group", "readers", "--from", "group", "-e", "--broker", b,
-        ],
+        &["consume", "seq", "--group", "readers", "-e", "--broker", b],
         None,
     );
     assert_eq!(rest, "m4\nm5\nm6\nm7\nm8\nm9\n");

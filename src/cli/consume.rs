@@ -17,9 +17,10 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// Where to start: earliest, latest, offset:N, timestamp:MS (ms since the epoch), or
-    /// group (the --group's committed offsets, earliest when it has none).
-    #[arg(long, default_value = "earliest", value_parser = parse_start)]
-    pub from: StartArg,
+    /// group (the --group's committed offsets, earliest when it has none). Default: group
+    /// with --group, else earliest.
+    #[arg(long, value_parser = parse_start)]
+    pub from: Option<StartArg>,
     /// Consumer group: commits positions (automatically every second, and on exit).
     #[arg(long, short = 'g')]
     pub group: Option<String>,
@@ -79,7 +80,12 @@ pub enum Format {
 pub async fn run(args: ConsumeArgs) -> Result<(), String> {
     let client = args.broker.connect().await?;
     let explain = |e| explain(&e, &args.broker.broker);
-    let start = match args.from {
+    let from = args.from.clone().unwrap_or(if args.group.is_some() {
+        StartArg::Group
+    } else {
+        StartArg::Earliest
+    });
+    let start = match from {
         StartArg::Earliest => Start::Earliest,
         StartArg::Latest => Start::Latest,
         StartArg::Offset(n) => Start::Offset(n),

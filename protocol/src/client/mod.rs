@@ -95,7 +95,8 @@ impl ClientConfig {
             addr: addr.into(),
             client_id: format!("sluice-rust/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            // Above the producer's default produce_timeout, so acks=all answers in time.
+            request_timeout: Duration::from_secs(40),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             reconnect_timeout: Duration::from_secs(30),
