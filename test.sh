@@ -14,6 +14,11 @@ if cargo tree -p storage -e normal --locked | grep -q kafka-protocol; then
     echo "storage depends on kafka-protocol; it must know batches, not Kafka APIs" >&2
     exit 1
 fi
+step "dependency rules: protocol depends on tokio only with its client feature"
+if cargo tree -p protocol -e normal --locked | grep -q ' tokio v'; then
+    echo "protocol depends on tokio without the client feature" >&2
+    exit 1
+fi
 
 step "unit, integration, property, torn-tail, crash, disk-full and Kafka client tests"
 cargo test --workspace --locked

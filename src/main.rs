@@ -6,6 +6,7 @@
 
 mod admin;
 mod broker;
+mod cli;
 mod cluster;
 mod config;
 mod group;
@@ -73,6 +74,8 @@ enum Command {
         #[arg(long)]
         batches: bool,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check(args),
         } => return config_check(&args),
         Command::Health { admin } => return health(admin),
+        Command::Client(command) => return cli::run(command),
         Command::InspectLog { dir, batches } => {
             init_logging(config::LogFormat::Text);
             inspect::run(&dir, batches, &mut std::io::stdout().lock())

@@ -1,4 +1,5 @@
-//! Kafka records (message format v2): a batch builder and a reader for uncompressed batches.
+//! Kafka records (message format v2): a batch builder and a reader; with the `compression`
+//! feature, both handle the four Kafka codecs.
 //!
 //! The broker stores client batches as they arrive and never re-encodes them; this module is
 //! for batches the broker writes itself (internal topics, control records) and for the few
@@ -86,44 +87,86 @@ impl BatchBuilder {
             !self.records.is_empty(),
             "a record batch holds at least one record"
         );
-        let base_timestamp = self.records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(0);
         let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + self.records.len() * 32);
+        self.put_header(&mut out, self.attributes);
+        encode_record_section(&self.records, self.base_timestamp(), &mut out);
+        finish_batch(&mut out);
+        out
+    }
+
+    /// Encodes the batch with its records compressed by `codec` (attribute bits 0-2), as a
+    /// Kafka producer does. Panics only on an empty builder.
+    #[cfg(feature = "compression")]
+    pub fn build_compressed(
+        &self,
+        codec: crate::compression::Compression,
+    ) -> Result<BytesMut, crate::compression::CompressionError> {
+        if codec == crate::compression::Compression::None {
+            return Ok(self.build());
+        }
+        assert!(
+            !self.records.is_empty(),
+            "a record batch holds at least one record"
+        );
+        let mut plain = BytesMut::with_capacity(self.records.len() * 32);
+        encode_record_section(&self.records, self.base_timestamp(), &mut plain);
+        let packed = crate::compression::compress(codec, &plain)?;
+        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + packed.len());
+        self.put_header(&mut out, self.attributes | codec.attribute_bits());
+        out.extend_from_slice(&packed);
+        finish_batch(&mut out);
+        Ok(out)
+    }
+
+    /// The batch's base timestamp: the smallest record timestamp.
+    pub fn base_timestamp(&self) -> i64 {
+        self.records.iter().map(|r| r.timestamp).min().unwrap_or(0)
+    }
+
+    fn put_header(&self, out: &mut BytesMut, attributes: i16) {
+        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(0);
         out.put_i64(0); // base offset: assigned by the log
-        out.put_i32(0); // batch length: patched below
+        out.put_i32(0); // batch length: patched by finish_batch
         out.put_i32(-1); // partition leader epoch: assigned by the log
         out.put_i8(2);
-        out.put_u32(0); // CRC: patched below
-        out.put_i16(self.attributes);
+        out.put_u32(0); // CRC: patched by finish_batch
+        out.put_i16(attributes);
         out.put_i32(self.records.len() as i32 - 1);
-        out.put_i64(base_timestamp);
+        out.put_i64(self.base_timestamp());
         out.put_i64(max_timestamp);
         out.put_i64(self.producer.producer_id);
         out.put_i16(self.producer.producer_epoch);
         out.put_i32(self.producer.base_sequence);
         out.put_i32(self.records.len() as i32);
-        let mut body = BytesMut::new();
-        for (delta, record) in self.records.iter().enumerate() {
-            body.clear();
-            body.put_i8(0); // record attributes
-            put_varlong(&mut body, record.timestamp - base_timestamp);
-            put_varint(&mut body, delta as i32);
-            put_bytes(&mut body, record.key.as_deref());
-            put_bytes(&mut body, record.value.as_deref());
-            put_varint(&mut body, record.headers.len() as i32);
-            for (name, value) in &record.headers {
-                put_bytes(&mut body, Some(name.as_bytes()));
-                put_bytes(&mut body, value.as_deref());
-            }
-            put_varint(&mut out, body.len() as i32);
-            out.extend_from_slice(&body);
-        }
-        let batch_length = (out.len() - 12) as i32;
-        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
-        out
     }
+}
+
+/// Appends the records of a batch (the part compression covers).
+fn encode_record_section(records: &[Record], base_timestamp: i64, out: &mut BytesMut) {
+    let mut body = BytesMut::new();
+    for (delta, record) in records.iter().enumerate() {
+        body.clear();
+        body.put_i8(0); // record attributes
+        put_varlong(&mut body, record.timestamp - base_timestamp);
+        put_varint(&mut body, delta as i32);
+        put_bytes(&mut body, record.key.as_deref());
+        put_bytes(&mut body, record.value.as_deref());
+        put_varint(&mut body, record.headers.len() as i32);
+        for (name, value) in &record.headers {
+            put_bytes(&mut body, Some(name.as_bytes()));
+            put_bytes(&mut body, value.as_deref());
+        }
+        put_varint(out, body.len() as i32);
+        out.extend_from_slice(&body);
+    }
+}
+
+/// Patches the batch length and the CRC32C (over attributes to the end) into a whole batch.
+fn finish_batch(out: &mut BytesMut) {
+    let batch_length = (out.len() - 12) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 fn put_varint(out: &mut BytesMut, value: i32) {
@@ -170,22 +213,138 @@ fn err<T>(what: &str) -> Result<T, RecordsError> {
 
 /// Reads the records of an uncompressed batch (`batch` is the whole batch with its header).
 pub fn decode_records(batch: &Bytes) -> Result<Vec<DecodedRecord>, RecordsError> {
-    if batch.len() < BATCH_HEADER_BYTES {
-        return err("batch shorter than its header");
-    }
-    let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-    if attributes & 0x07 != 0 {
+    let header = BatchHeader::read(batch)?;
+    if header.attributes & 0x07 != 0 {
         return err("compressed batch");
     }
-    let base_offset = i64::from_be_bytes(array8(&batch[0..8]));
-    let base_timestamp = i64::from_be_bytes(array8(&batch[27..35]));
-    let count = i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]);
-    if count < 0 {
-        return err("negative record count");
+    decode_record_section(&header, batch.slice(BATCH_HEADER_BYTES..))
+}
+
+/// Reads the records of a batch whatever its codec, inflating at most `inflated_bytes_max`
+/// (the guard against a small batch that decompresses to gigabytes).
+#[cfg(feature = "compression")]
+pub fn decode_records_compressed(
+    batch: &Bytes,
+    inflated_bytes_max: usize,
+) -> Result<Vec<DecodedRecord>, RecordsError> {
+    use crate::compression::{decompress, Compression};
+    let header = BatchHeader::parse(batch)?;
+    let body = batch.slice(BATCH_HEADER_BYTES..);
+    match Compression::from_attributes(header.attributes) {
+        Some(Compression::None) => decode_record_section(&header, body),
+        Some(codec) => {
+            let plain = decompress(codec, &body, inflated_bytes_max)
+                .map_err(|e| RecordsError(e.to_string()))?;
+            decode_record_section(&header, Bytes::from(plain))
+        }
+        None => err("unknown compression codec"),
     }
-    let mut reader = Reader {
-        data: batch.slice(BATCH_HEADER_BYTES..),
-    };
+}
+
+/// The fields of a RecordBatch v2 header a reader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Bytes after the length field (the whole batch is 12 + this).
+    pub batch_length: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header of `batch`, checking the magic and that the length matches.
+    pub fn parse(batch: &[u8]) -> Result<BatchHeader, RecordsError> {
+        let header = BatchHeader::read(batch)?;
+        if header.magic != 2 {
+            return err("not a RecordBatch v2 (magic 2)");
+        }
+        if header.batch_length < 0 || header.batch_length as usize + 12 != batch.len() {
+            return err("batch length does not match its bytes");
+        }
+        Ok(header)
+    }
+
+    /// Reads the header fields, checking only that there are enough bytes and the record count
+    /// is not negative (the broker's readers of its own batches).
+    pub fn read(batch: &[u8]) -> Result<BatchHeader, RecordsError> {
+        if batch.len() < BATCH_HEADER_BYTES {
+            return err("batch shorter than its header");
+        }
+        let header = BatchHeader {
+            base_offset: i64::from_be_bytes(array8(&batch[0..8])),
+            batch_length: i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]),
+            magic: batch[16] as i8,
+            crc: u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]),
+            attributes: i16::from_be_bytes([batch[21], batch[22]]),
+            last_offset_delta: i32::from_be_bytes([batch[23], batch[24], batch[25], batch[26]]),
+            base_timestamp: i64::from_be_bytes(array8(&batch[27..35])),
+            max_timestamp: i64::from_be_bytes(array8(&batch[35..43])),
+            record_count: i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]),
+        };
+        if header.record_count < 0 {
+            return err("negative record count");
+        }
+        Ok(header)
+    }
+
+    /// Control batches (transaction markers) carry no application records; consumers skip them.
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+
+    /// The offset of the batch's last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
+    }
+}
+
+/// Whether the batch's CRC32C (over attributes to the end) matches its header.
+pub fn crc_matches(batch: &[u8]) -> bool {
+    batch.len() >= BATCH_HEADER_BYTES
+        && crc32c::crc32c(&batch[CRC_START..])
+            == u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]])
+}
+
+/// Splits a `records` blob (whole batches back to back) into its batches. A batch whose length
+/// runs past the blob, or is too short for a header, is an error.
+pub fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, RecordsError> {
+    let mut batches = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        if records.len() - at < 12 {
+            return err("batch length truncated");
+        }
+        let length = i32::from_be_bytes([
+            records[at + 8],
+            records[at + 9],
+            records[at + 10],
+            records[at + 11],
+        ]);
+        if length < (BATCH_HEADER_BYTES - 12) as i32 {
+            return err("batch length below the header size");
+        }
+        let end = at + 12 + length as usize;
+        if end > records.len() {
+            return err("batch runs past the records");
+        }
+        batches.push(records.slice(at..end));
+        at = end;
+    }
+    Ok(batches)
+}
+
+fn decode_record_section(
+    header: &BatchHeader,
+    data: Bytes,
+) -> Result<Vec<DecodedRecord>, RecordsError> {
+    let count = header.record_count;
+    let mut reader = Reader { data };
     // Every record takes at least 7 bytes; never reserve more than the bytes can hold.
     let mut records = Vec::with_capacity((count as usize).min(reader.data.len() / 7));
     for _ in 0..count {
@@ -215,8 +374,8 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<DecodedRecord>, RecordsError>
             headers.push((name, r.nullable_bytes()?));
         }
         records.push(DecodedRecord {
-            offset: base_offset + offset_delta as i64,
-            timestamp: base_timestamp.wrapping_add(timestamp_delta),
+            offset: header.base_offset.wrapping_add(offset_delta as i64),
+            timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
             key,
             value,
             headers,
@@ -328,6 +487,55 @@ mod tests {
         let batch = b.build().freeze();
         for cut in 0..batch.len() {
             let _ = decode_records(&batch.slice(..cut));
+        }
+    }
+
+    #[test]
+    fn split_and_header() {
+        let mut b = BatchBuilder::new();
+        b.push(Record {
+            value: Some(Bytes::from_static(b"v")),
+            timestamp: 3,
+            ..Record::default()
+        });
+        let one = b.build();
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        let two = two.freeze();
+        let batches = split_batches(&two).unwrap();
+        assert_eq!(batches.len(), 2);
+        let header = BatchHeader::parse(&batches[1]).unwrap();
+        assert_eq!((header.record_count, header.base_timestamp), (1, 3));
+        assert!(!header.is_control());
+        assert!(crc_matches(&batches[0]));
+        assert!(split_batches(&two.slice(..two.len() - 1)).is_err());
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn compressed_batches_round_trip() {
+        use crate::compression::Compression;
+        let mut b = BatchBuilder::new();
+        for i in 0..100u8 {
+            b.push(Record {
+                key: Some(Bytes::from(vec![i])),
+                value: Some(Bytes::from(vec![i; 200])),
+                headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
+                timestamp: 1000 + i64::from(i),
+            });
+        }
+        for codec in Compression::ALL {
+            let batch = b.build_compressed(codec).unwrap().freeze();
+            let header = BatchHeader::parse(&batch).unwrap();
+            assert_eq!(Compression::from_attributes(header.attributes), Some(codec));
+            assert!(crc_matches(&batch));
+            let records = decode_records_compressed(&batch, 1 << 20).unwrap();
+            assert_eq!(records.len(), 100);
+            assert_eq!(records[99].value.as_deref(), Some(&[99u8; 200][..]));
+            assert_eq!((records[7].offset, records[7].timestamp), (7, 1007));
+            if codec != Compression::None {
+                assert!(decode_records_compressed(&batch, 100).is_err());
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct TestBroker {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    /// Listen on these addresses (kafka, admin, native) instead of ephemeral ports.
+    addresses: Option<[String; 3]>,
 }
 
 impl TestBroker {
@@ -36,21 +38,27 @@ impl TestBroker {
             dir,
             _tmp: Some(tmp),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            addresses: None,
         };
         broker.launch();
         broker
     }
 
     fn launch(&mut self) {
+        let ephemeral = || "127.0.0.1:0".to_string();
+        let [kafka, admin, native] = self
+            .addresses
+            .clone()
+            .unwrap_or_else(|| [ephemeral(), ephemeral(), ephemeral()]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("serve")
             .args([
                 "--kafka-listen",
-                "127.0.0.1:0",
+                &kafka,
                 "--admin-listen",
-                "127.0.0.1:0",
+                &admin,
                 "--native-listen",
-                "127.0.0.1:0",
+                &native,
             ])
             .arg("--data-dir")
             .arg(&self.dir)
@@ -116,6 +124,13 @@ impl TestBroker {
     }
 
     pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    /// Restarts on the addresses the broker had (the ports it was given when it started), so
+    /// clients that hold them reconnect to the same place.
+    pub fn restart_on_same_addresses(&mut self) {
+        self.addresses = Some([self.kafka.clone(), self.admin.clone(), self.native.clone()]);
         self.launch();
     }
 
