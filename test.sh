@@ -36,5 +36,10 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}" protocol/fuzz/smoke.sh
 step "benchmark smoke run (proves the storage bench runs; figures in benches/RESULTS.md)"
 cargo run --release --locked -p sluice-benches --bin storage-bench -- --quick >/dev/null
 
+step "Kafka load generator smoke run (librdkafka against kafka-sink and sluice; figures in benches/RESULTS.md)"
+cargo build --release --locked -p sluice --bin sluice
+cargo build --release --locked -p sluice-benches --bin kafka-load --bin kafka-sink
+cargo run --release --locked -p sluice-benches --bin kafka-load -- --smoke >/dev/null
+
 echo
 echo "all tests passed"

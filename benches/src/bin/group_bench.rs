@@ -36,11 +36,10 @@
 //! - The client runs on the same machine and takes CPU of its own (`client_cpu_*`); with two
 //!   cores the broker and the client compete, which caps `commit_max_rate`.
 
-use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -60,8 +59,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use serde_json::{json, Value};
 
-type BenchError = Box<dyn Error + Send + Sync>;
-type BenchResult<T> = Result<T, BenchError>;
+use sluice_benches::process::{own_cpu_secs, process_cpu_secs, rss_kib};
+use sluice_benches::sluice::{broker_binary, Broker};
+use sluice_benches::{round, BenchResult};
 
 const TOPIC: &str = "group-bench";
 const OFFSET_COMMIT_VERSION: i16 = 8;
@@ -126,161 +126,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The broker process
-// ---------------------------------------------------------------------------------------------
-
-struct Broker {
-    binary: PathBuf,
-    data: PathBuf,
-    shards: Option<usize>,
-    child: Option<Child>,
-    kafka: String,
-    admin: String,
-    backend: String,
-    shard_count: String,
-}
-
-impl Broker {
-    fn start(binary: &Path, data: &Path, shards: Option<usize>) -> BenchResult<Broker> {
-        let mut broker = Broker {
-            binary: binary.to_owned(),
-            data: data.to_owned(),
-            shards,
-            child: None,
-            kafka: String::new(),
-            admin: String::new(),
-            backend: String::new(),
-            shard_count: String::new(),
-        };
-        broker.launch()?;
-        Ok(broker)
-    }
-
-    fn launch(&mut self) -> BenchResult<()> {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("serve")
-            .args([
-                "--kafka-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(shards) = self.shards {
-            command.args(["--shards", &shards.to_string()]);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout from the broker")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        self.child = Some(child);
-        if !line.starts_with("sluice ready ") {
-            return Err(format!("the broker did not start: first line {line:?}").into());
-        }
-        let field = |name: &str| -> BenchResult<String> {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no {name}= in {line:?}").into())
-        };
-        self.kafka = field("kafka")?;
-        self.admin = field("admin")?;
-        self.backend = field("backend")?;
-        self.shard_count = field("shards")?;
-        Ok(())
-    }
-
-    fn pid(&self) -> BenchResult<u32> {
-        Ok(self.child.as_ref().ok_or("broker not running")?.id())
-    }
-
-    /// SIGTERM, and a clean exit within 30 s.
-    fn stop(&mut self) -> BenchResult<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("the broker exited with {status}").into())
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err("the broker did not stop within 30 s of SIGTERM".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Broker CPU time (user, system; every thread) from `/proc/<pid>/stat`, in seconds.
-fn process_cpu_secs(pid: u32) -> BenchResult<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).ok_or("short /proc stat")?.parse()?;
-    let stime: u64 = fields.get(12).ok_or("short /proc stat")?.parse()?;
-    let ticks = clock_ticks_per_sec();
-    Ok((utime as f64 / ticks, stime as f64 / ticks))
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
-        _ => 100.0,
-    }
-}
-
-/// This process's CPU time (user + system, every thread), in seconds.
-fn own_cpu_secs() -> f64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(usage) => {
-            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            secs(usage.user_time()) + secs(usage.system_time())
-        }
-        Err(_) => f64::NAN,
-    }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -752,22 +597,6 @@ fn verify_admin(admin: &str, groups: &[Vec<GroupCursor>]) -> BenchResult<f64> {
 // The run
 // ---------------------------------------------------------------------------------------------
 
-fn broker_binary(args: &Args) -> BenchResult<PathBuf> {
-    let path = match &args.broker {
-        Some(path) => path.clone(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice"),
-    };
-    if !path.is_file() {
-        return Err(format!(
-            "no broker binary at {}: build it first with `cargo build --release --bin sluice` \
-             (or pass --broker PATH)",
-            path.display()
-        )
-        .into());
-    }
-    Ok(path)
-}
-
 fn create_topic(kafka: &str, partitions: i32) -> BenchResult<()> {
     let mut conn = KafkaConn::connect(kafka)?;
     let response: CreateTopicsResponse = conn.call(
@@ -849,18 +678,11 @@ impl Case {
     }
 }
 
-/// Four significant decimals are far below run-to-run noise.
-fn round(value: f64) -> Option<f64> {
-    value
-        .is_finite()
-        .then(|| (value * 10_000.0).round() / 10_000.0)
-}
-
 fn run(args: &Args) -> BenchResult<()> {
     if args.groups == 0 || args.connections == 0 || args.partitions < 1 || args.rate <= 0.0 {
         return Err("--groups, --connections, --partitions and --rate must be positive".into());
     }
-    let binary = broker_binary(args)?;
+    let binary = broker_binary(args.broker.as_deref())?;
     let secs = args.secs.unwrap_or(if args.quick { 1.5 } else { 10.0 });
     let duration = Duration::from_secs_f64(secs.max(0.1));
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 2 }).max(1);

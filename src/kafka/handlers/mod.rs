@@ -112,6 +112,29 @@ pub struct RequestContext<'a> {
     pub version: i16,
     /// The client's address (group members report it as their host).
     pub peer: std::net::SocketAddr,
+    /// Ended by a handler when the rest of its work may overlap the connection's next request.
+    pub ordered: &'a OrderedPhase,
+}
+
+/// The part of a request that must not overlap the next request of its connection (see
+/// `connection.rs`). It ends when the request is done, or earlier when its handler calls
+/// [`OrderedPhase::end`].
+#[derive(Debug)]
+pub struct OrderedPhase(std::cell::RefCell<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl OrderedPhase {
+    /// A phase and what resolves when it ends (`Err` when it ends by being dropped).
+    pub fn new() -> (OrderedPhase, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (OrderedPhase(std::cell::RefCell::new(Some(tx))), rx)
+    }
+
+    /// Lets the connection read its next request now.
+    pub fn end(&self) {
+        if let Some(tx) = self.0.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// Decodes, handles and encodes one request. `Err` closes the connection (malformed or
@@ -123,6 +146,7 @@ pub async fn dispatch(
     header: &RequestHeader,
     body: Bytes,
     peer: std::net::SocketAddr,
+    ordered: &OrderedPhase,
 ) -> Result<Option<Vec<Bytes>>, String> {
     let version = header.request_api_version;
     // Produce v0-v2 are advertised (librdkafka needs them listed) but carry message formats
@@ -151,6 +175,7 @@ pub async fn dispatch(
         shard,
         version,
         peer,
+        ordered,
     };
     macro_rules! route {
         ($request:ty, $handler:path) => {{

@@ -1,6 +1,7 @@
 //! Produce: validate every batch, append on the partition's shard, answer per `acks`
 //! (0: no answer; 1: after the append; -1: after the data is committed, which on a single node
-//! means durable).
+//! means durable). The connection's next request may be read once every partition's batches
+//! are appended (see `connection.rs`): the wait for durability overlaps it.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,14 +54,18 @@ impl Outcome {
 pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut work = Vec::new();
+    let mut appended = Vec::new();
     let mut shape = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.to_string();
         let mut indexes = Vec::with_capacity(topic.partition_data.len());
         for partition in &topic.partition_data {
             indexes.push(partition.index);
+            let (done, appended_rx) = tokio::sync::oneshot::channel();
+            appended.push(appended_rx);
             work.push(produce_partition(
                 &ctx.shard.ctx,
+                done,
                 acks,
                 request.transactional_id.as_ref().map(|t| t.to_string()),
                 name.clone(),
@@ -70,7 +75,16 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
         }
         shape.push((topic.name.clone(), indexes));
     }
-    let mut outcomes = futures::future::join_all(work).await.into_iter();
+    // Once every partition has appended (or failed), the next request may start appending
+    // while this one waits for durability: in-order appends, shared flushes.
+    let end_ordered_phase = async {
+        for partition in appended {
+            let _ = partition.await;
+        }
+        ctx.ordered.end();
+    };
+    let (outcomes, ()) = futures::join!(futures::future::join_all(work), end_ordered_phase);
+    let mut outcomes = outcomes.into_iter();
     if acks == 0 {
         return None;
     }
@@ -101,9 +115,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
 }
 
 /// Validates, appends and waits per `acks` for one partition's records: the produce path both
-/// front ends share (the native PRODUCE calls it too).
+/// front ends share (the native PRODUCE calls it too). `appended` is signalled (or dropped)
+/// once the partition's batches are in the log, or refused.
 pub(crate) async fn produce_partition(
     broker: &Arc<BrokerContext>,
+    appended: tokio::sync::oneshot::Sender<()>,
     acks: i16,
     transactional_id: Option<String>,
     topic: String,
@@ -212,6 +228,7 @@ pub(crate) async fn produce_partition(
                     .map_err(|e| (storage_error_code(&e), e.to_string()))?,
                 Some(header) => append_idempotent(&partition, batches, &header)?,
             };
+            let _ = appended.send(());
             if acks == -1 {
                 partition
                     .commit(end)

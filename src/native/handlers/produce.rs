@@ -53,8 +53,11 @@ async fn produce_one(
             format!("topic '{name}' has no partition {}", p.partition),
         );
     };
+    // Native connections already run requests concurrently; nobody waits for the append alone.
+    let (appended, _) = tokio::sync::oneshot::channel();
     let produced = produce_partition(
         &ctx.shard.ctx,
+        appended,
         acks.to_kafka(),
         None,
         name,

@@ -1,0 +1,56 @@
+//! The disk's own durable-write latency, the reference for acks=all: 4 KiB written in place
+//! and `fdatasync`ed, in a loop, in the directory the broker's data goes to.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::client::latency_histogram;
+use crate::BenchResult;
+
+const BLOCK: usize = 4096;
+/// Writes cycle over this many blocks of a file written in full first, so no write extends it
+/// (an fdatasync after an extending write also flushes the size: not what the broker pays
+/// with preallocated segments).
+const BLOCKS: u64 = 256;
+
+/// fdatasync latency in µs over `duration` (at most `max_syncs`).
+pub fn fdatasync_latency(
+    dir: &Path,
+    duration: Duration,
+    max_syncs: u64,
+) -> BenchResult<Histogram<u64>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("kafka-load-fdatasync-{}", std::process::id()));
+    let outcome = measure(&path, duration, max_syncs);
+    let _ = std::fs::remove_file(&path);
+    outcome
+}
+
+fn measure(path: &Path, duration: Duration, max_syncs: u64) -> BenchResult<Histogram<u64>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let block = vec![0x5au8; BLOCK];
+    for i in 0..BLOCKS {
+        file.write_all_at(&block, i * BLOCK as u64)?;
+    }
+    file.sync_all()?;
+    let mut histogram = latency_histogram()?;
+    let deadline = Instant::now() + duration;
+    let mut i = 0u64;
+    while i < max_syncs && Instant::now() < deadline {
+        let started = Instant::now();
+        file.write_all_at(&block, (i % BLOCKS) * BLOCK as u64)?;
+        file.sync_data()?;
+        histogram.saturating_record(started.elapsed().as_micros() as u64);
+        i += 1;
+    }
+    Ok(histogram)
+}

@@ -1,0 +1,104 @@
+//! CPU time and memory of processes, from `/proc` and `getrusage`.
+
+use crate::BenchResult;
+
+/// A process's CPU time (user, system; every thread) from `/proc/<pid>/stat`, in seconds.
+pub fn process_cpu_secs(pid: u32) -> BenchResult<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).ok_or("short /proc stat")?.parse()?;
+    let stime: u64 = fields.get(12).ok_or("short /proc stat")?.parse()?;
+    let ticks = clock_ticks_per_sec();
+    Ok((utime as f64 / ticks, stime as f64 / ticks))
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    }
+}
+
+/// This process's CPU time (user + system, every thread), in seconds.
+pub fn own_cpu_secs() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            secs(usage.user_time()) + secs(usage.system_time())
+        }
+        Err(_) => f64::NAN,
+    }
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `/proc/loadavg`, trimmed (empty when unreadable).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// CPU used by one process and by this one over a span.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    pid: Option<u32>,
+    peer_user: f64,
+    peer_sys: f64,
+    own: f64,
+}
+
+/// What a `CpuMeter` measured, in CPU seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSpent {
+    pub peer_user: f64,
+    pub peer_sys: f64,
+    pub own: f64,
+}
+
+impl CpuSpent {
+    pub fn peer(&self) -> f64 {
+        self.peer_user + self.peer_sys
+    }
+}
+
+impl CpuMeter {
+    /// Starts measuring `pid` (if any) and this process.
+    pub fn start(pid: Option<u32>) -> BenchResult<CpuMeter> {
+        let (peer_user, peer_sys) = match pid {
+            Some(pid) => process_cpu_secs(pid)?,
+            None => (0.0, 0.0),
+        };
+        Ok(CpuMeter {
+            pid,
+            peer_user,
+            peer_sys,
+            own: own_cpu_secs(),
+        })
+    }
+
+    pub fn stop(&self) -> BenchResult<CpuSpent> {
+        let (user, sys) = match self.pid {
+            Some(pid) => process_cpu_secs(pid)?,
+            None => (0.0, 0.0),
+        };
+        Ok(CpuSpent {
+            peer_user: user - self.peer_user,
+            peer_sys: sys - self.peer_sys,
+            own: own_cpu_secs() - self.own,
+        })
+    }
+}
