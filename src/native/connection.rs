@@ -334,6 +334,7 @@ async fn read_loop(
         };
         // Reserve the frame's memory from the broker-wide budget before allocating it; when the
         // budget is used up this connection waits, and stops reading from its socket.
+        // (Configuration checks keep the budget at least one frame.)
         let permits = (length as usize).div_ceil(1024) as u32;
         let Ok(memory) = shard
             .ctx
