@@ -1403,3 +1403,50 @@ fn answers_never_exceed_the_frame_limit() {
         Some(4000)
     );
 }
+
+#[test]
+fn requests_in_flight_are_answered_after_the_client_stops_sending() {
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("half-closed", 1);
+    let one = batch(vec![record("k", "v", now_ms(), &[])]);
+    let produce = |acks| {
+        Request::Produce(ProduceRequest {
+            acks,
+            timeout_ms: 10_000,
+            partitions: vec![ProducePartition {
+                topic_id: topic,
+                partition: 0,
+                records: one.clone(),
+            }],
+        })
+    };
+    let ids: Vec<u32> = [
+        produce(Acks::All),
+        Request::DescribeTopic(DescribeTopicRequest {
+            name: "half-closed".into(),
+        }),
+        produce(Acks::All),
+    ]
+    .iter()
+    .map(|r| client.send(r))
+    .collect();
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answered = Vec::new();
+    while let Some(frame) = client.recv() {
+        match frame {
+            ServerFrame::Response {
+                request_id,
+                response,
+            } => answered.push((request_id, response)),
+            other => panic!("{other:?}"),
+        }
+    }
+    answered.sort_by_key(|(id, _)| *id);
+    assert_eq!(answered.len(), 3, "{answered:?}");
+    assert_eq!(answered.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+    let Response::Produce(last) = &answered[2].1 else {
+        panic!("{answered:?}")
+    };
+    assert_eq!(last.partitions[0].base_offset, 1);
+}
