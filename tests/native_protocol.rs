@@ -524,6 +524,62 @@ fn produce_answers_per_acks_with_base_offsets() {
 }
 
 #[test]
+fn pipelined_produces_are_appended_in_the_order_sent() {
+    // 200 PRODUCE requests sent back to back on one connection, alternating acks all and
+    // leader, each one batch of two records: whatever order the answers come in, request i's
+    // batch sits at offset 2 * i (the broker appends a request only after the one before it).
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("pipelined", 1);
+    let requests = 200u32;
+    let mut ids = Vec::new();
+    for i in 0..requests {
+        let records = batch(vec![
+            record(&format!("k{i}"), "first", now_ms(), &[]),
+            record(&format!("k{i}"), "second", now_ms(), &[]),
+        ]);
+        ids.push(client.send(&Request::Produce(ProduceRequest {
+            acks: if i % 2 == 0 { Acks::All } else { Acks::Leader },
+            timeout_ms: 10_000,
+            partitions: vec![ProducePartition {
+                topic_id: topic,
+                partition: 0,
+                records,
+            }],
+        })));
+    }
+    // Answers may come in any order (an acks=leader answer overtakes an acks=all one).
+    let mut base_offsets = std::collections::HashMap::new();
+    while base_offsets.len() < ids.len() {
+        match client.recv().expect("connection closed") {
+            ServerFrame::Response {
+                request_id,
+                response: Response::Produce(answer),
+            } => {
+                assert_eq!(answer.partitions[0].error, ErrorCode::NONE);
+                base_offsets.insert(request_id, answer.partitions[0].base_offset);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(base_offsets[id], 2 * i as i64, "request {i}");
+    }
+    let sub = client
+        .subscribe(topic, 0, StartPosition::Earliest, Fallback::Error, 1 << 20)
+        .unwrap();
+    let records = client.consume_until(sub.subscription_id, 0, 2 * i64::from(requests));
+    assert_eq!(records.len(), 2 * requests as usize);
+    for (offset, r) in records.iter().enumerate() {
+        assert_eq!(r.offset, offset as i64);
+        assert_eq!(
+            r.key.as_deref(),
+            Some(format!("k{}", offset / 2).as_bytes())
+        );
+    }
+}
+
+#[test]
 fn subscriptions_start_where_asked() {
     let broker = TestBroker::start(&["--shards", "2"]);
     let mut client = Client::open(&broker.native);

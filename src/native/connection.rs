@@ -5,8 +5,8 @@
 //! reader: read 4-byte length -> check 6..=native-max-frame-bytes (else ERROR + close, nothing
 //!         allocated) -> reserve the frame from queued.max.request.bytes -> read the frame
 //!         -> decode -> HANDSHAKE, GRANT_CREDIT, UNSUBSCRIBE inline (they change connection
-//!         state the next frame must see); PRODUCE to the produce lane (one at a time, so a
-//!         connection's produces are appended in the order received); the rest as tasks
+//!         state the next frame must see); PRODUCE to the produce lane (appended one at a time, so a
+//!         connection's produces keep their order; acks waits overlap); the rest as tasks
 //! writer: frames from every source, coalesced into vectored writes; record batches are
 //!         written from the log's own `Bytes`, never copied
 //! ```
@@ -475,7 +475,9 @@ fn route(
     }
 }
 
-/// PRODUCE requests of one connection, one at a time in arrival order.
+/// PRODUCE requests of one connection, appended one at a time in arrival order: the next one
+/// starts once the previous one's batches are in the log, so waits for durability (acks=all)
+/// overlap and share the log's group-committed flushes.
 async fn produce_lane(
     shard: Rc<Shard>,
     conn: Rc<Connection>,
@@ -483,9 +485,26 @@ async fn produce_lane(
 ) {
     while let Some((request_id, request, memory)) = queue.recv().await {
         let op = request.opcode().info().name;
-        let answer = handlers::dispatch(&shard, &conn, request).await;
-        conn.send_answer(op, request_id, answer, memory);
-        conn.end_request();
+        let Request::Produce(produce) = request else {
+            // Only PRODUCE is routed here; anything else would be a routing bug: answer it.
+            let answer = handlers::dispatch(&shard, &conn, request).await;
+            conn.send_answer(op, request_id, answer, memory);
+            conn.end_request();
+            continue;
+        };
+        let (appended, all_appended) = tokio::sync::oneshot::channel();
+        let (task_shard, task_conn) = (shard.clone(), conn.clone());
+        tokio::task::spawn_local(async move {
+            let ctx = handlers::Ctx {
+                shard: &task_shard,
+                conn: &task_conn,
+            };
+            let answer = handlers::dispatch_produce(&ctx, produce, appended).await;
+            task_conn.send_answer(op, request_id, answer, memory);
+            task_conn.end_request();
+        });
+        // Err: the request ended (or failed) without appending; either way the next may go.
+        let _ = all_appended.await;
     }
 }
 

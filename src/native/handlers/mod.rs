@@ -116,10 +116,11 @@ pub async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Connection>, request: Request
             describe_topic::handle(&ctx, r).await,
             Response::DescribeTopic,
         ),
-        Request::Produce(r) => match produce::handle(&ctx, r).await {
-            Some(response) => Answer::Response(Response::Produce(response)),
-            None => Answer::None,
-        },
+        Request::Produce(r) => {
+            // Outside the produce lane nobody waits for the appends alone.
+            let (appended, _) = tokio::sync::oneshot::channel();
+            dispatch_produce(&ctx, r, appended).await
+        }
         Request::Subscribe(r) => answer(subscribe::handle(&ctx, r).await, Response::Subscribe),
         Request::CommitOffsets(r) => answer(
             commit_offsets::handle(&ctx, r).await,
@@ -128,6 +129,18 @@ pub async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Connection>, request: Request
         Request::FetchOffsets(r) => {
             answer(fetch_offsets::handle(&ctx, r).await, Response::FetchOffsets)
         }
+    }
+}
+
+/// PRODUCE; `appended` fires once every partition's batches are appended (or refused).
+pub async fn dispatch_produce(
+    ctx: &Ctx<'_>,
+    request: protocol::native::ProduceRequest,
+    appended: tokio::sync::oneshot::Sender<()>,
+) -> Answer {
+    match produce::handle(ctx, request, appended).await {
+        Some(response) => Answer::Response(Response::Produce(response)),
+        None => Answer::None,
     }
 }
 

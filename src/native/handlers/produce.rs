@@ -1,9 +1,13 @@
 //! PRODUCE: each partition's batches go through the produce path the Kafka front end uses
 //! (`kafka::handlers::produce::produce_partition`: validation, idempotence, append on the owner
 //! shard, acks), so batches are indistinguishable from Kafka-produced ones. `timeout_ms`
-//! bounds the wait of acks=all (0: no bound).
+//! bounds the wait of acks=all (0: no bound). The connection's produce lane moves on to its
+//! next PRODUCE once every partition of this one is appended (`appended`), so a client's
+//! pipelined produces keep their order and their acks=all waits share group-committed flushes.
 
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use kafka_protocol::error::ResponseError;
 use protocol::native::{
@@ -14,15 +18,30 @@ use uuid::Uuid;
 use super::{partition_index, topic_by_id, Ctx};
 use crate::kafka::handlers::produce::{produce_partition, Outcome};
 
-pub async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
+/// `appended` is signalled (or dropped) once every partition's batches are in the log, or
+/// refused.
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    request: ProduceRequest,
+    appended: oneshot::Sender<()>,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let timeout =
         (request.timeout_ms > 0).then(|| Duration::from_millis(request.timeout_ms.into()));
-    let work = request
-        .partitions
-        .into_iter()
-        .map(|p| produce_one(ctx, acks, timeout, p));
-    let partitions = futures::future::join_all(work).await;
+    let mut each_appended = Vec::with_capacity(request.partitions.len());
+    let work = request.partitions.into_iter().map(|p| {
+        let (done, rx) = oneshot::channel();
+        each_appended.push(rx);
+        produce_one(ctx, acks, timeout, p, done)
+    });
+    let work = futures::future::join_all(work);
+    let all_appended = async {
+        for rx in each_appended {
+            let _ = rx.await;
+        }
+        let _ = appended.send(());
+    };
+    let (partitions, ()) = futures::join!(work, all_appended);
     (acks != Acks::None).then_some(ProduceResponse { partitions })
 }
 
@@ -31,6 +50,7 @@ async fn produce_one(
     acks: Acks,
     timeout: Option<Duration>,
     p: ProducePartition,
+    appended: oneshot::Sender<()>,
 ) -> ProducePartitionResponse {
     let fail = |code: ResponseError, message: String| ProducePartitionResponse {
         topic_id: p.topic_id,
@@ -53,8 +73,6 @@ async fn produce_one(
             format!("topic '{name}' has no partition {}", p.partition),
         );
     };
-    // Native connections already run requests concurrently; nobody waits for the append alone.
-    let (appended, _) = tokio::sync::oneshot::channel();
     let produced = produce_partition(
         &ctx.shard.ctx,
         appended,
