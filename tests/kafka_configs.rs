@@ -640,3 +640,60 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     broker.restart();
     assert_eq!(values(&broker, "events").await, now, "after restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_refuse_records_without_a_key() {
+    // Kafka's rule (librdkafka test 0011): a compacted topic takes only keyed records; a
+    // batch holding a keyless one is refused with INVALID_RECORD, compressed or not.
+    let broker = TestBroker::start(&["--shards", "2"]);
+    broker
+        .create_topic("compacted", 1, &[("cleanup.policy", "compact")])
+        .await;
+    for codec in ["none", "zstd"] {
+        let producer = common::producer(
+            &broker,
+            &[
+                ("linger.ms", "0"),
+                ("acks", "all"),
+                ("compression.type", codec),
+                ("retries", "0"),
+            ],
+        );
+        let keyed = producer
+            .send(
+                FutureRecord::to("compacted")
+                    .partition(0)
+                    .payload("v")
+                    .key("k"),
+                TIMEOUT,
+            )
+            .await;
+        assert!(keyed.is_ok(), "{codec}: {keyed:?}");
+        let keyless = producer
+            .send(
+                FutureRecord::<(), _>::to("compacted")
+                    .partition(0)
+                    .payload("v"),
+                TIMEOUT,
+            )
+            .await;
+        match keyless {
+            Err((KafkaError::MessageProduction(code), _)) => {
+                assert_eq!(code, RDKafkaErrorCode::InvalidRecord, "{codec}")
+            }
+            other => panic!("{codec}: a keyless record was accepted: {other:?}"),
+        }
+    }
+    // Topics that only delete take keyless records as before.
+    broker.create_topic("deleting", 1, &[]).await;
+    let producer = producer(&broker);
+    producer
+        .send(
+            FutureRecord::<(), _>::to("deleting")
+                .partition(0)
+                .payload("v"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+}

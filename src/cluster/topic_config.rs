@@ -319,6 +319,11 @@ impl EffectiveConfig<'_> {
         }
     }
 
+    /// `cleanup.policy` includes `compact`: records must have keys.
+    pub fn compacted(&self) -> bool {
+        list_items(&self.get("cleanup.policy")).contains(&"compact")
+    }
+
     pub fn max_message_bytes(&self) -> usize {
         self.long("max.message.bytes").max(0) as usize
     }

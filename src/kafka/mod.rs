@@ -2,6 +2,7 @@
 //! API key and the one table that lists them (ApiVersions is built from it).
 
 pub mod acl_ops;
+pub mod compacted_keys;
 pub mod connection;
 pub mod errors;
 pub mod fetch_encoding;

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use storage::batch::{BatchHeader, ValidatedBatch};
 
+use crate::kafka::compacted_keys::KeyCheck;
 use crate::partition::Partition;
 use crate::producer::state::Verdict;
 use crate::shard::BrokerContext;
@@ -37,6 +40,8 @@ pub(crate) struct Outcome {
     pub(crate) base_offset: i64,
     pub(crate) log_append_time: i64,
     pub(crate) log_start_offset: i64,
+    /// Records refused by index with why (Produce v8+ `record_errors`).
+    pub(crate) record_errors: Vec<(i32, String)>,
 }
 
 impl Outcome {
@@ -47,6 +52,7 @@ impl Outcome {
             base_offset: -1,
             log_append_time: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -104,6 +110,16 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
                         .with_base_offset(o.base_offset)
                         .with_log_append_time_ms(o.log_append_time)
                         .with_log_start_offset(o.log_start_offset)
+                        .with_record_errors(
+                            o.record_errors
+                                .into_iter()
+                                .map(|(index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(index)
+                                        .with_batch_index_error_message(Some(str_bytes(message)))
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -180,6 +196,13 @@ pub(crate) async fn produce_partition(
             return outcome;
         }
     }
+    if config.compacted() {
+        // Bounded inflation: a batch may expand to at most this before it is refused.
+        let inflated_max = config.max_message_bytes().max(1 << 20).saturating_mul(16);
+        if let Err(refused) = crate::kafka::compacted_keys::check(&batches, inflated_max) {
+            return keyless_refused(refused, &topic, index);
+        }
+    }
     // An idempotent producer's batch is checked against its sequence on the partition's shard.
     // Like Kafka, such a request carries exactly one batch per partition.
     let producer = batches
@@ -250,6 +273,7 @@ pub(crate) async fn produce_partition(
             base_offset: base as i64,
             log_append_time: log_append_time.unwrap_or(-1),
             log_start_offset: log_start as i64,
+            record_errors: Vec::new(),
         },
         Ok(Err((code, message))) => Outcome::error(code, message),
         Err(gone) => Outcome::error(ResponseError::NotLeaderOrFollower, gone.to_string()),
@@ -299,6 +323,24 @@ fn append_idempotent(
 
 /// Splits a record set into batches and checks each one (magic 2, lengths, CRC32C, size
 /// limits), applying LogAppendTime when the topic asks for it.
+/// The answer to batches a compacted topic refuses, in Kafka's words.
+fn keyless_refused(refused: KeyCheck, topic: &str, index: i32) -> Outcome {
+    match refused {
+        KeyCheck::Keyless(indexes) => {
+            let why =
+                format!("Compacted topic cannot accept message without key in topic partition {topic}-{index}.");
+            Outcome {
+                record_errors: indexes.into_iter().map(|i| (i, why.clone())).collect(),
+                ..Outcome::error(
+                    ResponseError::InvalidRecord,
+                    "One or more records have been rejected",
+                )
+            }
+        }
+        KeyCheck::Unreadable(why) => Outcome::error(ResponseError::CorruptMessage, why),
+    }
+}
+
 fn split_and_validate(
     records: Option<Bytes>,
     max_message_bytes: usize,

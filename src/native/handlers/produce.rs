@@ -104,6 +104,24 @@ async fn produce_one(
         base_offset: outcome.base_offset,
         log_append_time: outcome.log_append_time,
         log_start_offset: outcome.log_start_offset,
-        message: outcome.message.unwrap_or_default(),
+        message: with_record_errors(outcome.message.unwrap_or_default(), &outcome.record_errors),
     }
+}
+
+/// The native answer has no per-record field: refused records are named in the message.
+fn with_record_errors(message: String, record_errors: &[(i32, String)]) -> String {
+    let Some((_, why)) = record_errors.first() else {
+        return message;
+    };
+    let indexes: Vec<String> = record_errors
+        .iter()
+        .take(20)
+        .map(|(i, _)| i.to_string())
+        .collect();
+    let more = if record_errors.len() > 20 {
+        ", ..."
+    } else {
+        ""
+    };
+    format!("{message}: records {}{more}: {why}", indexes.join(", "))
 }
