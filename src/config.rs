@@ -581,6 +581,13 @@ impl BrokerConfig {
                 self.queued_max_request_bytes, self.socket_request_max_bytes
             ));
         }
+        // A native frame is reserved from the same budget before it is read.
+        if self.queued_max_request_bytes < self.native.max_frame_bytes as usize {
+            return Err(format!(
+                "queued.max.request.bytes ({}) must be at least native-max-frame-bytes ({})",
+                self.queued_max_request_bytes, self.native.max_frame_bytes
+            ));
+        }
         let g = &self.groups;
         if g.initial_rebalance_delay_ms < 0 {
             return Err("group.initial.rebalance.delay.ms must not be negative".into());
@@ -919,6 +926,17 @@ mod tests {
             err.contains("log-format") && err.contains("bad.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_request_budget_holds_a_native_frame() {
+        let err = BrokerConfig::load(&ServeArgs {
+            queued_max_request_bytes: Some(200 << 20),
+            native_max_frame_bytes: Some(300 << 20),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("native-max-frame-bytes"), "{err}");
     }
 
     #[test]

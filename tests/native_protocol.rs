@@ -210,7 +210,7 @@ impl Client {
             if data.subscription_id != subscription_id {
                 continue;
             }
-            for batch in split_batches(&data.records) {
+            for batch in split_batches(&data.records).unwrap() {
                 records.extend(
                     decode_records(&batch)
                         .unwrap()
@@ -233,17 +233,6 @@ fn handshake(min: u16, max: u16) -> HandshakeRequest {
         auth_mechanism: String::new(),
         auth_data: Bytes::new(),
     }
-}
-
-/// Splits a records field into its batches (length at bytes 8..12, big-endian).
-fn split_batches(records: &Bytes) -> Vec<Bytes> {
-    let mut rest = records.clone();
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let len = i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize + 12;
-        out.push(rest.split_to(len));
-    }
-    out
 }
 
 fn record(key: &str, value: &str, timestamp: i64, headers: &[(&str, &str)]) -> Record {
@@ -701,6 +690,7 @@ fn subscriptions_start_where_asked() {
         client.grant(data.subscription_id, data.records.len() as u32);
         if data.subscription_id == latest.subscription_id {
             let records: Vec<_> = split_batches(&data.records)
+                .unwrap()
                 .iter()
                 .flat_map(|b| decode_records(b).unwrap())
                 .collect();
@@ -1312,4 +1302,151 @@ async fn a_position_passed_by_delete_records_takes_the_fallback() {
         error_code(client.answer(id)),
         ErrorCode::UNKNOWN_SUBSCRIPTION
     );
+}
+
+#[test]
+fn every_partition_round_trips_across_shards() {
+    // 16 partitions over 2 shards: the connection's shard owns some and not others (all on one
+    // shard has a 2^-15 chance), so produce and subscriptions cross shards.
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("spread", 16);
+    let partitions: Vec<ProducePartition> = (0..16u32)
+        .map(|p| ProducePartition {
+            topic_id: topic,
+            partition: p,
+            records: batch(vec![record("k", &format!("p{p}"), now_ms(), &[])]),
+        })
+        .collect();
+    let answer = client.call(Request::Produce(ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 10_000,
+        partitions,
+    }));
+    let Ok(Response::Produce(answer)) = answer else {
+        panic!("{answer:?}")
+    };
+    for (p, result) in answer.partitions.iter().enumerate() {
+        assert_eq!(
+            (result.partition, result.error, result.base_offset),
+            (p as u32, ErrorCode::NONE, 0)
+        );
+    }
+    let mut subscriptions = std::collections::HashMap::new();
+    for p in 0..16u32 {
+        let sub = client
+            .subscribe(topic, p, StartPosition::Earliest, Fallback::Error, 1 << 16)
+            .unwrap();
+        subscriptions.insert(sub.subscription_id, p);
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 16 {
+        let data = client.next_data();
+        let p = subscriptions[&data.subscription_id];
+        let records: Vec<DecodedRecord> = split_batches(&data.records)
+            .unwrap()
+            .iter()
+            .flat_map(|b| decode_records(b).unwrap())
+            .collect();
+        assert_eq!(
+            records[0].value.as_deref(),
+            Some(format!("p{p}").as_bytes())
+        );
+        assert!(seen.insert(p), "partition {p} pushed twice");
+    }
+}
+
+#[test]
+fn answers_never_exceed_the_frame_limit() {
+    let broker = TestBroker::start(&["--native-max-frame-bytes", "65536"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("wide", 20);
+    // 20 commits with 4000 bytes of metadata each: two requests fit, their sum does not.
+    for half in [0..10u32, 10..20] {
+        let offsets = half
+            .map(|partition| OffsetCommitEntry {
+                topic_id: topic,
+                partition,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: Some("m".repeat(4000)),
+            })
+            .collect();
+        let commit = client.call(Request::CommitOffsets(CommitOffsetsRequest {
+            group_id: "wide".into(),
+            generation_id: -1,
+            member_id: String::new(),
+            offsets,
+        }));
+        assert!(
+            matches!(commit, Ok(Response::CommitOffsets(_))),
+            "{commit:?}"
+        );
+    }
+    let all = client.call(Request::FetchOffsets(FetchOffsetsRequest {
+        group_id: "wide".into(),
+        partitions: Vec::new(),
+    }));
+    assert_eq!(error_code(all), ErrorCode::RECORD_LIST_TOO_LARGE);
+    let some = client.call(Request::FetchOffsets(FetchOffsetsRequest {
+        group_id: "wide".into(),
+        partitions: vec![TopicPartition {
+            topic_id: topic,
+            partition: 3,
+        }],
+    }));
+    let Ok(Response::FetchOffsets(some)) = some else {
+        panic!("{some:?}")
+    };
+    assert_eq!(
+        some.offsets[0].metadata.as_ref().map(String::len),
+        Some(4000)
+    );
+}
+
+#[test]
+fn requests_in_flight_are_answered_after_the_client_stops_sending() {
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("half-closed", 1);
+    let one = batch(vec![record("k", "v", now_ms(), &[])]);
+    let produce = |acks| {
+        Request::Produce(ProduceRequest {
+            acks,
+            timeout_ms: 10_000,
+            partitions: vec![ProducePartition {
+                topic_id: topic,
+                partition: 0,
+                records: one.clone(),
+            }],
+        })
+    };
+    let ids: Vec<u32> = [
+        produce(Acks::All),
+        Request::DescribeTopic(DescribeTopicRequest {
+            name: "half-closed".into(),
+        }),
+        produce(Acks::All),
+    ]
+    .iter()
+    .map(|r| client.send(r))
+    .collect();
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answered = Vec::new();
+    while let Some(frame) = client.recv() {
+        match frame {
+            ServerFrame::Response {
+                request_id,
+                response,
+            } => answered.push((request_id, response)),
+            other => panic!("{other:?}"),
+        }
+    }
+    answered.sort_by_key(|(id, _)| *id);
+    assert_eq!(answered.len(), 3, "{answered:?}");
+    assert_eq!(answered.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+    let Response::Produce(last) = &answered[2].1 else {
+        panic!("{answered:?}")
+    };
+    assert_eq!(last.partitions[0].base_offset, 1);
 }

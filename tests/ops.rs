@@ -585,6 +585,38 @@ fn logs_are_json_when_asked_and_filtered_by_rust_log() {
 }
 
 #[test]
+fn native_traffic_is_counted() {
+    use protocol::native::{HandshakeRequest, Ping, Request};
+    let broker = TestBroker::start(&[]);
+    let mut stream = std::net::TcpStream::connect(&broker.native).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut frames = bytes::BytesMut::new();
+    Request::Handshake(HandshakeRequest {
+        version_min: 1,
+        version_max: 1,
+        ..HandshakeRequest::default()
+    })
+    .encode_frame(1, &mut frames);
+    Request::Ping(Ping { nonce: 1 }).encode_frame(2, &mut frames);
+    frames.extend_from_slice(&[9, 0, 0, 0, 0x02, 0x00, 3, 0, 0, 0, 1, 2, 3]);
+    stream.write_all(&frames).unwrap();
+    // Three answers: the handshake, the pong, the ERROR frame (read whole, by their lengths).
+    for _ in 0..3 {
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).unwrap();
+        let mut rest = vec![0u8; u32::from_le_bytes(length) as usize];
+        stream.read_exact(&mut rest).unwrap();
+    }
+    let metrics = scrape(&broker);
+    let requests = "sluice_native_requests_total";
+    assert_eq!(one(&metrics, requests, &[("op", "HANDSHAKE")]), 1.0);
+    assert_eq!(one(&metrics, requests, &[("op", "PING")]), 1.0);
+    let errors = [("op", "undecoded"), ("error", "INVALID_REQUEST")];
+    assert_eq!(one(&metrics, "sluice_native_errors_total", &errors), 1.0);
+    assert_eq!(one(&metrics, "sluice_native_connections_open", &[]), 1.0);
+}
+
+#[test]
 fn native_bad_frames_are_logged_with_peer_and_reason() {
     let broker = LoggedBroker::start(&[], &[("RUST_LOG", "info")]);
     // A payload that does not decode: refused with an ERROR frame and an info line.

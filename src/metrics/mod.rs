@@ -26,6 +26,7 @@
 //! histograms, base units. The README's "Operations" section lists every metric.
 
 mod errors;
+pub mod native;
 mod scrape;
 
 use std::cell::RefCell;
@@ -88,6 +89,7 @@ pub fn install() -> Result<(), String> {
         .map_err(|_| "metrics: a recorder is already installed".to_owned())?;
     let _ = HANDLE.set(handle);
     describe_all();
+    native::describe();
     Ok(())
 }
 
@@ -366,7 +368,7 @@ pub fn bytes_in(topic: &str, bytes: usize) {
     }
 }
 
-/// Fetch returned `bytes` of record batches of `topic`.
+/// Fetch (or a native subscription) returned `bytes` of record batches of `topic`.
 pub fn bytes_out(topic: &str, bytes: usize) {
     if bytes > 0 {
         with_topic(topic, |(_, bytes_out)| bytes_out.increment(bytes as u64));

@@ -37,6 +37,8 @@ use crate::shard::Shard;
 const IOV_MAX_PER_WRITE: usize = 64;
 /// How long a closing connection may take to flush what is queued (e.g. the last ERROR).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
+/// How long a client that closed its sending side waits for the answers still in flight.
+const DRAIN_ON_CLOSE: Duration = Duration::from_secs(5);
 
 /// What the writer is asked to do.
 enum Outbound {
@@ -70,6 +72,9 @@ pub struct Connection {
     last_write: Rc<Cell<Instant>>,
     subscriptions: RefCell<HashMap<u32, SubscriptionHandle>>,
     next_subscription_id: Cell<u32>,
+    /// Requests being handled (tasks and the produce lane), and a wake-up when none are left.
+    in_flight: Cell<usize>,
+    drained: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -103,11 +108,35 @@ impl Connection {
         });
     }
 
-    fn send_answer(&self, request_id: u32, answer: Answer, memory: Option<OwnedSemaphorePermit>) {
+    fn send_answer(
+        &self,
+        op: &'static str,
+        request_id: u32,
+        answer: Answer,
+        memory: Option<OwnedSemaphorePermit>,
+    ) {
         let mut buf = BytesMut::new();
         match answer {
-            Answer::Response(response) => response.encode_frame(request_id, &mut buf),
-            Answer::Error(error) => encode_error(&mut buf, request_id, &error),
+            Answer::Response(response) => {
+                response.encode_frame(request_id, &mut buf);
+                // The client sizes its reads by the announced limit: never send more.
+                if buf.len() - 4 > self.frame_bytes_max as usize {
+                    let error = NativeError::new(
+                        ErrorCode::RECORD_LIST_TOO_LARGE,
+                        format!(
+                            "the answer of {} bytes exceeds native-max-frame-bytes; ask for less",
+                            buf.len() - 4
+                        ),
+                    );
+                    buf.clear();
+                    crate::metrics::native::error(op, error.code);
+                    encode_error(&mut buf, request_id, &error);
+                }
+            }
+            Answer::Error(error) => {
+                crate::metrics::native::error(op, error.code);
+                encode_error(&mut buf, request_id, &error)
+            }
             Answer::None => return,
         }
         self.send(vec![buf.freeze()], memory);
@@ -154,6 +183,31 @@ impl Connection {
         }
     }
 
+    fn begin_request(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    fn end_request(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        if self.in_flight.get() == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits (at most `limit`) until every request in flight has been answered.
+    async fn drain(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            while self.in_flight.get() > 0 {
+                let notified = self.drained.notified();
+                if self.in_flight.get() == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
     /// Ends every subscription and tells the writer to finish.
     fn close(&self) {
         self.closed.set(true);
@@ -184,6 +238,7 @@ enum Close {
 
 /// Serves one native connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _open = crate::metrics::native::connection_opened();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (out, queue) = mpsc::unbounded_channel();
@@ -199,15 +254,28 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         last_write: last_write.clone(),
         subscriptions: RefCell::new(HashMap::new()),
         next_subscription_id: Cell::new(1),
+        in_flight: Cell::new(0),
+        drained: tokio::sync::Notify::new(),
     });
     let mut writer = tokio::task::spawn_local(write_loop(writer, queue, last_write));
+    let (lane, lane_queue) = mpsc::unbounded_channel::<Queued>();
+    let _lane = AbortOnDrop(tokio::task::spawn_local(produce_lane(
+        shard.clone(),
+        conn.clone(),
+        lane_queue,
+    )));
     let result = tokio::select! {
-        close = read_loop(&shard, &conn, reader) => close,
+        close = read_loop(&shard, &conn, reader, &lane) => close,
         written = &mut writer => match written {
             Ok(Err(e)) => Close::Io(e),
             _ => Close::Normal,
         },
     };
+    drop(lane);
+    if matches!(result, Close::Normal) && !writer.is_finished() {
+        // The client stopped sending (or the broker is stopping): answer what is in flight.
+        conn.drain(DRAIN_ON_CLOSE).await;
+    }
     conn.close();
     if !writer.is_finished() {
         let _ = tokio::time::timeout(FLUSH_ON_CLOSE, &mut writer).await;
@@ -237,15 +305,14 @@ fn is_disconnect(e: &std::io::Error) -> bool {
 /// A request waiting for the produce lane.
 type Queued = (u32, Request, Option<OwnedSemaphorePermit>);
 
-async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, mut reader: OwnedReadHalf) -> Close {
+async fn read_loop(
+    shard: &Rc<Shard>,
+    conn: &Rc<Connection>,
+    mut reader: OwnedReadHalf,
+    lane: &mpsc::UnboundedSender<Queued>,
+) -> Close {
     let idle = Duration::from_millis(shard.ctx.config.connections_max_idle_ms.max(1));
     let mut shutdown = shard.ctx.shutdown.clone();
-    let (lane, lane_queue) = mpsc::unbounded_channel::<Queued>();
-    let _lane = AbortOnDrop(tokio::task::spawn_local(produce_lane(
-        shard.clone(),
-        conn.clone(),
-        lane_queue,
-    )));
     loop {
         let mut length = [0u8; 4];
         match read_length(&mut reader, &mut length, idle, conn, &mut shutdown).await {
@@ -267,6 +334,7 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, mut reader: OwnedRe
         };
         // Reserve the frame's memory from the broker-wide budget before allocating it; when the
         // budget is used up this connection waits, and stops reading from its socket.
+        // (Configuration checks keep the budget at least one frame.)
         let permits = (length as usize).div_ceil(1024) as u32;
         let Ok(memory) = shard
             .ctx
@@ -296,10 +364,15 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, mut reader: OwnedRe
         };
         debug_assert_eq!(frame.len() + FRAME_HEADER_BYTES, length as usize + 4);
         match decode(conn, header, frame) {
-            Ok(request) => route(shard, conn, &lane, header.request_id, request, memory),
+            Ok(request) => route(shard, conn, lane, header.request_id, request, memory),
             // The reservation travels with the ERROR frame: a client that floods bad frames
             // without reading the answers is held back by the budget like any other.
-            Err(error) => conn.send_answer(header.request_id, Answer::Error(error), Some(memory)),
+            Err(error) => conn.send_answer(
+                crate::metrics::native::UNDECODED,
+                header.request_id,
+                Answer::Error(error),
+                Some(memory),
+            ),
         }
     }
 }
@@ -377,19 +450,26 @@ fn route(
     request: Request,
     memory: OwnedSemaphorePermit,
 ) {
+    let op = request.opcode().info().name;
+    crate::metrics::native::request(op);
     match request.opcode() {
         Opcode::Handshake | Opcode::Ping | Opcode::GrantCredit | Opcode::Unsubscribe => {
             let answer = handlers::dispatch_inline(shard, conn, request);
-            conn.send_answer(request_id, answer, Some(memory));
+            conn.send_answer(op, request_id, answer, Some(memory));
         }
         Opcode::Produce => {
-            let _ = lane.send((request_id, request, Some(memory)));
+            conn.begin_request();
+            if lane.send((request_id, request, Some(memory))).is_err() {
+                conn.end_request();
+            }
         }
         _ => {
+            conn.begin_request();
             let (shard, conn) = (shard.clone(), conn.clone());
             tokio::task::spawn_local(async move {
                 let answer = handlers::dispatch(&shard, &conn, request).await;
-                conn.send_answer(request_id, answer, Some(memory));
+                conn.send_answer(op, request_id, answer, Some(memory));
+                conn.end_request();
             });
         }
     }
@@ -402,8 +482,10 @@ async fn produce_lane(
     mut queue: mpsc::UnboundedReceiver<Queued>,
 ) {
     while let Some((request_id, request, memory)) = queue.recv().await {
+        let op = request.opcode().info().name;
         let answer = handlers::dispatch(&shard, &conn, request).await;
-        conn.send_answer(request_id, answer, memory);
+        conn.send_answer(op, request_id, answer, memory);
+        conn.end_request();
     }
 }
 

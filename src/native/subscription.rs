@@ -85,6 +85,8 @@ impl Credit {
 /// Where a subscription reads, and what it does when its position leaves the log.
 #[derive(Debug)]
 pub struct Position {
+    /// The topic's name, for metrics and logs.
+    pub topic: String,
     pub topic_id: Uuid,
     pub partition: i32,
     pub next_offset: u64,
@@ -118,6 +120,7 @@ pub async fn run(
     credit: Rc<Credit>,
     mut position: Position,
 ) {
+    let _open = crate::metrics::native::subscription_opened();
     let end = push(&shard, &conn, id, &credit, &mut position).await;
     if conn.remove_subscription(id, false) {
         tracing::debug!(peer = %conn.peer, subscription = id, code = %end.code, reason = %end.message, "subscription ended");
@@ -235,6 +238,7 @@ async fn push(
         credit.debit(records_len);
         position.next_offset = next_offset.max(0) as u64;
         conn.send(segments, None);
+        crate::metrics::bytes_out(&position.topic, records_len);
     }
 }
 

@@ -6,15 +6,18 @@
 //! - [`wire`]: primitive fields and [`DecodeError`].
 //! - [`frame`]: the frame header, splitting frames off a buffer, writing frames.
 //! - [`messages`]: one struct per payload.
+//! - [`split_batches`]: the batches of a `records` field.
 //! - this file: the opcode table ([`OPS`]), and [`Request`] / [`ServerFrame`], the two
 //!   directions' decoders built from it.
 
+mod batches;
 mod error_code;
 pub mod frame;
 pub mod limits;
 pub mod messages;
 pub mod wire;
 
+pub use batches::split_batches;
 pub use error_code::{ErrorCode, ALL_CODES};
 pub use frame::{decode_payload, encode_frame, encode_header, split_frame, FrameHeader};
 pub use messages::*;

@@ -81,6 +81,7 @@ pub async fn handle(
 
     let credit = Rc::new(Credit::new(request.credit_bytes));
     let position = Position {
+        topic: name.clone(),
         topic_id,
         partition: index,
         next_offset: start_offset,
