@@ -26,8 +26,9 @@ use tokio::task::JoinHandle;
 use super::connection::{Connection, SubscriptionEvent};
 use super::error::ClientError;
 use super::{Backoff, Client, TopicInfo};
+use crate::native::split_batches;
 use crate::native::{ErrorCode, Fallback, StartPosition, SubscribeRequest, SubscriptionData};
-use crate::records::{crc_matches, decode_records_compressed, split_batches, BatchHeader};
+use crate::records::{crc_matches, decode_records_compressed, BatchHeader};
 
 /// Where a consumer starts on each partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
