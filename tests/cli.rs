@@ -286,3 +286,63 @@ fn bench_reports_json_summaries_over_both_protocols() {
         assert!(e2e["latency_ms"]["max"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn produce_from_a_file_and_consume_key_value_lines() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.native.as_str();
+    ok(
+        &["topic", "create", "from-file", "-p", "1", "--broker", b],
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.txt");
+    std::fs::write(&path, "a=1\nb=2\nc=3\n").unwrap();
+    let path = path.to_str().unwrap();
+    ok(
+        &[
+            "produce",
+            "from-file",
+            "-f",
+            path,
+            "-K",
+            "=",
+            "--compression",
+            "zstd",
+            "--broker",
+            b,
+        ],
+        None,
+    );
+    let out = ok(
+        &[
+            "consume",
+            "from-file",
+            "-o",
+            "kv",
+            "--key-separator",
+            " -> ",
+            "-e",
+            "--broker",
+            b,
+        ],
+        None,
+    );
+    assert_eq!(out, "a -> 1\nb -> 2\nc -> 3\n");
+    let missing = sluice(
+        &[
+            "produce",
+            "from-file",
+            "-f",
+            "/nonexistent/input",
+            "--broker",
+            b,
+        ],
+        None,
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/input"));
+    let no_topic = sluice(&["produce", "no-such-topic", "--broker", b], Some("x\n"));
+    assert_eq!(no_topic.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_topic.stderr).contains("unknown topic \"no-such-topic\""));
+}

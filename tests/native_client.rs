@@ -401,3 +401,44 @@ async fn a_deleted_topic_ends_its_subscriptions_with_an_error() {
     let error = next.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::UNKNOWN_TOPIC_ID), "{error}");
 }
+
+#[tokio::test]
+async fn every_acks_level_delivers() {
+    use protocol::client::Acks;
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "acks", 1).await;
+    for (acks, name) in [
+        (Acks::None, "none"),
+        (Acks::Leader, "leader"),
+        (Acks::All, "all"),
+    ] {
+        let producer = client.producer(ProducerConfig {
+            acks,
+            ..ProducerConfig::default()
+        });
+        let mut deliveries = Vec::new();
+        for i in 0..10 {
+            let record = ProducerRecord::new("acks").value(format!("{name}-{i}"));
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        for delivery in deliveries {
+            let meta = delivery.await.unwrap();
+            // acks none: the broker does not answer, so no offset is known.
+            assert_eq!(meta.offset < 0, acks == Acks::None, "{name}");
+        }
+    }
+    let mut consumer = client.consumer(ConsumerConfig::default());
+    consumer.subscribe("acks").await.unwrap();
+    let values: Vec<String> = take(&mut consumer, 30)
+        .await
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = ["none", "leader", "all"]
+        .iter()
+        .flat_map(|name| (0..10).map(move |i| format!("{name}-{i}")))
+        .collect();
+    assert_eq!(values, expected);
+}

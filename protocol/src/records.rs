@@ -311,34 +311,6 @@ pub fn crc_matches(batch: &[u8]) -> bool {
             == u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]])
 }
 
-/// Splits a `records` blob (whole batches back to back) into its batches. A batch whose length
-/// runs past the blob, or is too short for a header, is an error.
-pub fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, RecordsError> {
-    let mut batches = Vec::new();
-    let mut at = 0usize;
-    while at < records.len() {
-        if records.len() - at < 12 {
-            return err("batch length truncated");
-        }
-        let length = i32::from_be_bytes([
-            records[at + 8],
-            records[at + 9],
-            records[at + 10],
-            records[at + 11],
-        ]);
-        if length < (BATCH_HEADER_BYTES - 12) as i32 {
-            return err("batch length below the header size");
-        }
-        let end = at + 12 + length as usize;
-        if end > records.len() {
-            return err("batch runs past the records");
-        }
-        batches.push(records.slice(at..end));
-        at = end;
-    }
-    Ok(batches)
-}
-
 fn decode_record_section(
     header: &BatchHeader,
     data: Bytes,
@@ -491,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn split_and_header() {
+    fn batch_header_fields() {
         let mut b = BatchBuilder::new();
         b.push(Record {
             value: Some(Bytes::from_static(b"v")),
@@ -502,13 +474,13 @@ mod tests {
         let mut two = one.clone();
         two.extend_from_slice(&one);
         let two = two.freeze();
-        let batches = split_batches(&two).unwrap();
+        let batches = crate::native::split_batches(&two).unwrap();
         assert_eq!(batches.len(), 2);
         let header = BatchHeader::parse(&batches[1]).unwrap();
         assert_eq!((header.record_count, header.base_timestamp), (1, 3));
         assert!(!header.is_control());
         assert!(crc_matches(&batches[0]));
-        assert!(split_batches(&two.slice(..two.len() - 1)).is_err());
+        assert!(BatchHeader::parse(&two).is_err(), "two batches are not one");
     }
 
     #[cfg(feature = "compression")]

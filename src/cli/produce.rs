@@ -32,6 +32,7 @@ pub struct ProduceArgs {
     /// none, leader or all.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: Acks,
+    /// How long a batch waits for more records.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
 }

@@ -222,10 +222,15 @@ impl Connection {
             Ok(Err(_)) => Err(ClientError::ConnectionLost("connection closed".into())),
             Err(_) => {
                 self.shared.routes().pending.remove(&id);
-                Err(ClientError::Timeout {
+                let timeout = ClientError::Timeout {
                     what: "request",
                     after: self.request_timeout,
-                })
+                };
+                // A broker that stopped answering may be gone without a reset (a dead host,
+                // a dropped route): give the connection up so the next call opens a new one,
+                // as Kafka clients do after request.timeout.ms.
+                self.shared.fail(timeout.clone());
+                Err(timeout)
             }
         }
     }

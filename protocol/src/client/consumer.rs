@@ -26,8 +26,9 @@ use tokio::task::JoinHandle;
 use super::connection::{Connection, SubscriptionEvent};
 use super::error::ClientError;
 use super::{Backoff, Client, TopicInfo};
+use crate::native::split_batches;
 use crate::native::{ErrorCode, Fallback, StartPosition, SubscribeRequest, SubscriptionData};
-use crate::records::{crc_matches, decode_records_compressed, split_batches, BatchHeader};
+use crate::records::{crc_matches, decode_records_compressed, BatchHeader};
 
 /// Where a consumer starts on each partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,5 +600,42 @@ async fn auto_commit(
         ticker.tick().await;
         // A failed auto commit is retried at the next tick, as Kafka's consumer does.
         let _ = commit_positions(&client, &group, &slots, false).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{BatchBuilder, Record};
+
+    fn batch(attributes: i16, value: &'static [u8]) -> bytes::BytesMut {
+        let mut b = BatchBuilder::new().attributes(attributes);
+        b.push(Record {
+            value: Some(Bytes::from_static(value)),
+            ..Record::default()
+        });
+        b.build()
+    }
+
+    #[test]
+    fn frames_skip_control_batches_and_reject_corruption() {
+        let mut frame = batch(0x20, b"marker");
+        frame.extend_from_slice(&batch(0, b"data"));
+        let records = decode_frame(&frame.clone().freeze(), 1 << 20).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].value.as_deref(), Some(&b"data"[..]));
+
+        let mut corrupt = frame.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let error = decode_frame(&corrupt.freeze(), 1 << 20).unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::CORRUPT_MESSAGE));
+
+        let cut = frame.len() - 1;
+        let truncated = frame.freeze().slice(..cut);
+        assert!(matches!(
+            decode_frame(&truncated, 1 << 20),
+            Err(ClientError::Protocol(_))
+        ));
     }
 }

@@ -239,74 +239,124 @@ struct ReadyBatch {
     deliveries: Vec<(Delivery, i64)>,
 }
 
+/// Commands handled in one go before the linger timer is looked at again.
+const COMMANDS_PER_WAKE: usize = 1024;
+
 async fn batch_loop(client: Client, config: ProducerConfig, mut commands: mpsc::Receiver<Command>) {
-    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let mut open: HashMap<(TopicId, u32), OpenBatch> = HashMap::new();
-    // Records without key or partition stick to one partition per topic until its batch closes
-    // (Kafka's sticky partitioner), so they still form large batches.
-    let mut sticky: HashMap<TopicId, u32> = HashMap::new();
-    let mut next_sticky: u32 = 0;
+    let mut batcher = Batcher {
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+        client,
+        config,
+        open: HashMap::new(),
+        sticky: HashMap::new(),
+        next_sticky: 0,
+    };
     loop {
-        let next_deadline = open.values().map(|b| b.deadline).min();
+        let next_deadline = batcher.open.values().map(|b| b.deadline).min();
         let command = tokio::select! {
             command = commands.recv() => command,
             _ = sleep_until_opt(next_deadline) => {
-                let now = Instant::now();
-                let expired: Vec<_> = open.iter().filter(|(_, b)| b.deadline <= now).map(|(k, _)| *k).collect();
-                let ready = close_batches(&mut open, &expired, &mut sticky, config.compression);
-                send_ready(&client, &config, &in_flight, ready).await;
+                batcher.close_expired().await;
                 continue;
             }
         };
-        match command {
-            None => {
-                // Every producer handle dropped: send what is left, then stop.
-                let keys: Vec<_> = open.keys().copied().collect();
-                let ready = close_batches(&mut open, &keys, &mut sticky, config.compression);
-                send_ready(&client, &config, &in_flight, ready).await;
-                return;
+        let Some(command) = command else {
+            // Every producer handle dropped: send what is left, then stop.
+            batcher.close_all().await;
+            return;
+        };
+        batcher.handle(command).await;
+        // Take what else is queued without re-arming the timer for each record.
+        for _ in 1..COMMANDS_PER_WAKE {
+            match commands.try_recv() {
+                Ok(command) => batcher.handle(command).await,
+                Err(_) => break,
             }
-            Some(Command::Flush(done)) => {
-                let keys: Vec<_> = open.keys().copied().collect();
-                let ready = close_batches(&mut open, &keys, &mut sticky, config.compression);
-                send_ready(&client, &config, &in_flight, ready).await;
-                let all = config.max_in_flight.max(1) as u32;
-                if let Ok(permits) = in_flight.acquire_many(all).await {
+        }
+    }
+}
+
+/// The batching task's state.
+struct Batcher {
+    client: Client,
+    config: ProducerConfig,
+    in_flight: Arc<Semaphore>,
+    open: HashMap<(TopicId, u32), OpenBatch>,
+    /// Records without key or partition stick to one partition per topic until its batch
+    /// closes (Kafka's sticky partitioner), so they still form large batches.
+    sticky: HashMap<TopicId, u32>,
+    next_sticky: u32,
+}
+
+impl Batcher {
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Flush(done) => {
+                self.close_all().await;
+                let all = self.config.max_in_flight.max(1) as u32;
+                if let Ok(permits) = self.in_flight.acquire_many(all).await {
                     drop(permits);
                 }
                 let _ = done.send(());
             }
-            Some(Command::Send {
+            Command::Send {
                 topic,
                 partition,
                 record,
                 size,
                 delivery,
-            }) => {
+            } => {
+                let next_sticky = &mut self.next_sticky;
                 let partition = partition.unwrap_or_else(|| {
-                    *sticky.entry(topic.id).or_insert_with(|| {
-                        next_sticky = next_sticky.wrapping_add(1);
-                        next_sticky % topic.partitions.max(1)
+                    *self.sticky.entry(topic.id).or_insert_with(|| {
+                        *next_sticky = next_sticky.wrapping_add(1);
+                        *next_sticky % topic.partitions.max(1)
                     })
                 });
                 let key = (topic.id, partition);
-                let batch = open.entry(key).or_insert_with(|| OpenBatch {
-                    topic: topic.clone(),
+                let linger = self.config.linger;
+                let batch = self.open.entry(key).or_insert_with(|| OpenBatch {
+                    topic,
                     partition,
                     builder: BatchBuilder::new(),
                     deliveries: Vec::new(),
                     bytes: 0,
-                    deadline: Instant::now() + config.linger,
+                    deadline: Instant::now() + linger,
                 });
                 batch.deliveries.push((delivery, record.timestamp));
                 batch.builder.push(record);
                 batch.bytes += size;
-                if batch.bytes >= config.batch_bytes {
-                    let ready = close_batches(&mut open, &[key], &mut sticky, config.compression);
-                    send_ready(&client, &config, &in_flight, ready).await;
+                if batch.bytes >= self.config.batch_bytes {
+                    self.close(&[key]).await;
                 }
             }
         }
+    }
+
+    async fn close_expired(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        self.close(&expired).await;
+    }
+
+    async fn close_all(&mut self) {
+        let keys: Vec<_> = self.open.keys().copied().collect();
+        self.close(&keys).await;
+    }
+
+    async fn close(&mut self, keys: &[(TopicId, u32)]) {
+        let ready = close_batches(
+            &mut self.open,
+            keys,
+            &mut self.sticky,
+            self.config.compression,
+        );
+        send_ready(&self.client, &self.config, &self.in_flight, ready).await;
     }
 }
 

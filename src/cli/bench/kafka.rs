@@ -166,8 +166,11 @@ pub async fn produce(args: &ProduceBench, limit: Limit) -> Result<Summary, Strin
     })
 }
 
-/// A consumer assigned every partition of the topic at `offset` (no group coordination).
-fn assigned_consumer(common: &CommonArgs, offset: Offset) -> Result<(StreamConsumer, i64), String> {
+/// A consumer assigned every partition of the topic (no group coordination), from the start
+/// or from the current end. The end is the high watermark read here, not `Offset::End`, which
+/// librdkafka resolves later and would skip records produced meanwhile. Also returns how many
+/// records the topic holds.
+fn assigned_consumer(common: &CommonArgs, from_end: bool) -> Result<(StreamConsumer, i64), String> {
     let consumer: StreamConsumer = config(common)
         .set("group.id", format!("sluice-bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -190,11 +193,16 @@ fn assigned_consumer(common: &CommonArgs, offset: Offset) -> Result<(StreamConsu
     let mut assignment = TopicPartitionList::new();
     let mut available = 0i64;
     for p in topic.partitions() {
-        assignment
-            .add_partition_offset(&common.topic, p.id(), offset)
-            .map_err(|e| kafka_error(common, e))?;
         let (low, high) = consumer
             .fetch_watermarks(&common.topic, p.id(), TIMEOUT)
+            .map_err(|e| kafka_error(common, e))?;
+        let offset = if from_end {
+            Offset::Offset(high)
+        } else {
+            Offset::Beginning
+        };
+        assignment
+            .add_partition_offset(&common.topic, p.id(), offset)
             .map_err(|e| kafka_error(common, e))?;
         available += (high - low).max(0);
     }
@@ -205,7 +213,7 @@ fn assigned_consumer(common: &CommonArgs, offset: Offset) -> Result<(StreamConsu
 }
 
 pub async fn consume(args: &ConsumeBench) -> Result<Summary, String> {
-    let (consumer, available) = assigned_consumer(&args.common, Offset::Beginning)?;
+    let (consumer, available) = assigned_consumer(&args.common, false)?;
     let count = args.count.unwrap_or(available as u64);
     let progress = Progress::new(Some(count));
     let mut stream = consumer.stream();
@@ -236,7 +244,7 @@ pub async fn consume(args: &ConsumeBench) -> Result<Summary, String> {
 
 pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
     ensure_topic(&args.common, args.producer.partitions).await?;
-    let (consumer, _) = assigned_consumer(&args.common, Offset::End)?;
+    let (consumer, _) = assigned_consumer(&args.common, true)?;
     let producer = producer(&args.common, &args.producer)?;
     let duration = Duration::from_secs_f64(args.duration);
     let expected = (args.rate * args.duration).ceil() as u64;

@@ -41,6 +41,7 @@ pub enum Protocol {
 /// What every workload takes.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
+    /// The topic (created with --partitions when missing).
     #[arg(long, default_value = "sluice-bench")]
     pub topic: String,
     #[arg(long, value_enum, default_value_t = Protocol::Native)]
@@ -67,10 +68,13 @@ pub struct ProducerArgs {
     /// none, leader or all.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: Acks,
+    /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// How long a batch waits for more records (both protocols' linger.ms).
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// A batch is sent once it holds this many bytes (both protocols' batch.size).
     #[arg(long, default_value_t = 512 * 1024)]
     pub batch_bytes: usize,
 }
