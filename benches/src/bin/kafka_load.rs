@@ -64,6 +64,10 @@ struct Args {
     /// Workloads to run, comma-separated (produce, consume, latency).
     #[arg(long, value_delimiter = ',')]
     workloads: Option<Vec<String>>,
+    /// Only cases whose label contains this (e.g. `produce-1024x8-acks1`, `consume`,
+    /// `latency-1024x1-acksall`); for profiling one case.
+    #[arg(long)]
+    only: Option<String>,
     /// Parent directory for sluice's data and the fdatasync reference: a real disk, not tmpfs.
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
@@ -171,7 +175,12 @@ fn run(args: &Args) -> BenchResult<()> {
             plan::Case::Consume(_) => "consume",
             plan::Case::Latency(_) => "latency",
         };
-        if !wanted(&args.workloads, workload) {
+        if !wanted(&args.workloads, workload)
+            || args
+                .only
+                .as_ref()
+                .is_some_and(|only| !case.label().contains(only.as_str()))
+        {
             continue;
         }
         // The disk reference is measured just before the first latency run, as close as it
