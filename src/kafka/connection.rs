@@ -110,9 +110,12 @@ async fn read_requests(
             return Close::Normal;
         };
         let mut length = [0u8; 4];
+        // The writer ends early only on a failure (a bad request, a write error); the
+        // connection closes then, without waiting for the client's next request.
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_exact(&mut length)) => r,
             _ = shutdown.changed() => return Close::Normal,
+            _ = to_writer.closed() => return Close::Normal,
         };
         match read {
             Err(_) => return Close::Idle,
@@ -165,6 +168,7 @@ async fn read_requests(
         tokio::select! {
             _ = ordered_done => {}
             _ = shutdown.changed() => return Close::Normal,
+            _ = to_writer.closed() => return Close::Normal,
         }
     }
 }

@@ -64,6 +64,10 @@ struct Args {
     /// Workloads to run, comma-separated (produce, consume, latency).
     #[arg(long, value_delimiter = ',')]
     workloads: Option<Vec<String>>,
+    /// Only cases whose label contains this (e.g. `produce-1024x8-acks1`, `consume`,
+    /// `latency-1024x1-acksall`); for profiling one case.
+    #[arg(long)]
+    only: Option<String>,
     /// Parent directory for sluice's data and the fdatasync reference: a real disk, not tmpfs.
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
@@ -164,6 +168,7 @@ fn run(args: &Args) -> BenchResult<()> {
 
     let mut records = Vec::new();
     let mut fsync = None;
+    let mut append_fsync = None;
     let mut run_id = 0;
     for case in plan::cases(&settings) {
         let workload = match case {
@@ -171,7 +176,12 @@ fn run(args: &Args) -> BenchResult<()> {
             plan::Case::Consume(_) => "consume",
             plan::Case::Latency(_) => "latency",
         };
-        if !wanted(&args.workloads, workload) {
+        if !wanted(&args.workloads, workload)
+            || args
+                .only
+                .as_ref()
+                .is_some_and(|only| !case.label().contains(only.as_str()))
+        {
             continue;
         }
         // The disk reference is measured just before the first latency run, as close as it
@@ -194,6 +204,23 @@ fn run(args: &Args) -> BenchResult<()> {
                 })
             );
             fsync = Some(h);
+            let h =
+                disk::append_fdatasync_latency(&args.dir, Duration::from_secs_f64(secs), 20_000)?;
+            println!(
+                "{}",
+                json!({
+                    "bench": "kafka-load",
+                    "target": "disk",
+                    "workload": "fdatasync_4k_append_preallocated",
+                    "dir": args.dir.display().to_string(),
+                    "syncs": h.len(),
+                    "p50_ms": plan::ms(h.value_at_quantile(0.50)),
+                    "p99_ms": plan::ms(h.value_at_quantile(0.99)),
+                    "p999_ms": plan::ms(h.value_at_quantile(0.999)),
+                    "loadavg": loadavg(),
+                })
+            );
+            append_fsync = Some(h);
         }
         for &target in &targets {
             if !case.applies_to(target) {
@@ -209,6 +236,15 @@ fn run(args: &Args) -> BenchResult<()> {
     }
 
     report::print_tables(&records, fsync.as_ref());
+    if let Some(h) = &append_fsync {
+        eprintln!(
+            "disk fdatasync of 4 KiB appended into preallocated space: p50 {:.2} p99 {:.2} p999 {:.2} ms ({} syncs)",
+            plan::ms(h.value_at_quantile(0.50)),
+            plan::ms(h.value_at_quantile(0.99)),
+            plan::ms(h.value_at_quantile(0.999)),
+            h.len()
+        );
+    }
     let bars = report::bars(&records, fsync.as_ref());
     report::print_bars(&bars);
     println!(

@@ -45,6 +45,19 @@ impl Case {
         }
     }
 
+    /// A short name, e.g. `produce-1024x8-acks1`, `consume-1024x8`, `latency-1024x1-acksall`.
+    pub fn label(&self) -> String {
+        match self {
+            Case::Produce(s) => {
+                format!("produce-{}x{}-acks{}", s.size, s.partitions, s.acks.name())
+            }
+            Case::Consume(s) => format!("consume-{}x{}", s.size, s.partitions),
+            Case::Latency(s) => {
+                format!("latency-{}x{}-acks{}", s.size, s.partitions, s.acks.name())
+            }
+        }
+    }
+
     /// Whether `target` can serve this case (the sink keeps nothing to consume).
     pub fn applies_to(&self, target: Kind) -> bool {
         match self {
