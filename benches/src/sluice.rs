@@ -59,6 +59,9 @@ impl Broker {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                // Never the default 9192: with SO_REUSEPORT, brokers would share it silently.
+                "--native-listen",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(&self.data)
