@@ -2,6 +2,7 @@
 //! time from `/proc`, plus the pieces of `kafka-load`.
 
 pub mod kafka_load;
+pub mod native_bench;
 pub mod process;
 pub mod sluice;
 

@@ -23,8 +23,17 @@ fn clock_ticks_per_sec() -> f64 {
 
 /// This process's CPU time (user + system, every thread), in seconds.
 pub fn own_cpu_secs() -> f64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
+    rusage_cpu_secs(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// CPU time (user + system) of this process's children that have exited and been waited for,
+/// in seconds: the delta around one child's run is that child's CPU.
+pub fn children_cpu_secs() -> f64 {
+    rusage_cpu_secs(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+}
+
+fn rusage_cpu_secs(who: nix::sys::resource::UsageWho) -> f64 {
+    match nix::sys::resource::getrusage(who) {
         Ok(usage) => {
             let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
             secs(usage.user_time()) + secs(usage.system_time())

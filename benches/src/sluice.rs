@@ -16,6 +16,8 @@ pub struct Broker {
     extra_args: Vec<String>,
     child: Option<Child>,
     pub kafka: String,
+    /// The native protocol's listener (`sluice bench --broker`).
+    pub native: String,
     pub admin: String,
     pub backend: String,
     pub shard_count: String,
@@ -41,6 +43,7 @@ impl Broker {
             extra_args: extra_args.to_vec(),
             child: None,
             kafka: String::new(),
+            native: String::new(),
             admin: String::new(),
             backend: String::new(),
             shard_count: String::new(),
@@ -92,6 +95,7 @@ impl Broker {
                 .ok_or_else(|| format!("no {name}= in {line:?}").into())
         };
         self.kafka = field("kafka")?;
+        self.native = field("native")?;
         self.admin = field("admin")?;
         self.backend = field("backend")?;
         self.shard_count = field("shards")?;

@@ -61,7 +61,7 @@ pub struct Running {
 
 #[derive(Debug)]
 enum Process {
-    Sluice(Broker),
+    Sluice(Box<Broker>),
     Child(Option<Child>),
 }
 
@@ -110,7 +110,7 @@ impl Running {
                     kind,
                     bootstrap: broker.kafka.clone(),
                     pid: broker.pid()?,
-                    process: Process::Sluice(broker),
+                    process: Process::Sluice(Box::new(broker)),
                     data: Some(data),
                 })
             }

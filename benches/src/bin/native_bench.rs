@@ -1,0 +1,349 @@
+//! `native-bench`: issue #6's performance bars. One `sluice serve` (release build, data on a
+//! real disk), and the same workloads run over the native protocol and over the Kafka protocol
+//! (librdkafka), each a `sluice bench ... --json` child process, beside the references the
+//! bars are relative to, all measured in the same run:
+//!
+//! - produce: 1 KiB and 100 B values, 1 and 8 partitions, acks=1 and acks=all, flat out for
+//!   `--secs`, a fresh topic per run; MB/s, msgs/s, broker CPU-ms per MB.
+//! - consume: the native produce runs' 8-partition acks=1 topics, read from the start over
+//!   each protocol in turn (the same records); MB/s and broker CPU-ms per MB.
+//! - e2e: 1 KiB, 1 partition, acks=all and acks=1, open loop at half the maximum rate that
+//!   protocol's produce run reached, and native again at the Kafka path's rate (same load);
+//!   latency from intended send time to receipt by a consumer (push on the native side).
+//! - references: single-stream loopback TCP bandwidth (iperf3), the disk's 4 KiB fdatasync
+//!   p99 in `--dir` (the acks=all latency bar is relative to it).
+//!
+//! Broker CPU is utime+stime from `/proc/<pid>/stat` over each child's lifetime (every
+//! thread); the client's from getrusage of the waited-for child. Client and broker share the
+//! machine's cores, as they would on one host. One JSON line per measurement on stdout; the
+//! table of bars on stderr, then a summary JSON line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::json;
+
+use sluice_benches::kafka_load::disk;
+use sluice_benches::kafka_load::plan::ms;
+use sluice_benches::native_bench::bars::{self, E2e, Pair, References};
+use sluice_benches::native_bench::iperf;
+use sluice_benches::native_bench::run::{delete_topic, sluice_bench, Measured, Protocol};
+use sluice_benches::process::loadavg;
+use sluice_benches::sluice::{broker_binary, Broker};
+use sluice_benches::{round, BenchResult};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "native-bench",
+    about = "The same workloads over sluice's native protocol and the Kafka path, on one broker"
+)]
+struct Args {
+    /// Smoke run (under 30 s): tiny runs, every code path once.
+    #[arg(long)]
+    smoke: bool,
+    /// The `sluice` binary, broker and bench client (default: target/release/sluice).
+    #[arg(long)]
+    broker: Option<PathBuf>,
+    /// Parent directory for the broker's data and the fdatasync reference: a real disk.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// Seconds per produce run (default 5, smoke 0.3).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Seconds per e2e run (default 10, smoke 0.5).
+    #[arg(long)]
+    e2e_secs: Option<f64>,
+    /// Extra `sluice serve` flag (repeatable), e.g. `--sluice-arg=--shards=1`.
+    #[arg(long = "sluice-arg", allow_hyphen_values = true)]
+    sluice_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("native-bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const SIZES: [usize; 2] = [1024, 100];
+const PARTITIONS: [u32; 2] = [1, 8];
+/// (`sluice bench --acks`, the label Kafka users know).
+const ACKS: [(&str, &str); 2] = [("leader", "1"), ("all", "all")];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Native, Protocol::Kafka];
+
+fn run(args: &Args) -> BenchResult<()> {
+    let secs = args.secs.unwrap_or(if args.smoke { 0.3 } else { 5.0 });
+    let e2e_secs = args.e2e_secs.unwrap_or(if args.smoke { 0.5 } else { 10.0 });
+    if secs <= 0.0 || e2e_secs <= 0.0 {
+        return Err("--secs and --e2e-secs must be positive".into());
+    }
+    let binary = broker_binary(args.broker.as_deref())?;
+    let data = args
+        .dir
+        .join(format!("native-bench-{}", std::process::id()));
+    let outcome = with_broker(args, &binary, &data, secs, e2e_secs);
+    let _ = std::fs::remove_dir_all(&data);
+    outcome
+}
+
+fn with_broker(
+    args: &Args,
+    binary: &std::path::Path,
+    data: &std::path::Path,
+    secs: f64,
+    e2e_secs: f64,
+) -> BenchResult<()> {
+    let _ = std::fs::remove_dir_all(data);
+    let mut broker = Broker::start_with(binary, data, None, &args.sluice_args)?;
+    eprintln!(
+        "native-bench: broker {} pid {} native={} kafka={} backend={} shards={}; load average {}",
+        binary.display(),
+        broker.pid()?,
+        broker.native,
+        broker.kafka,
+        broker.backend,
+        broker.shard_count,
+        loadavg()
+    );
+    let refs = references(args)?;
+    let mut topics = 0usize;
+    let mut fresh_topic = |what: &str| {
+        topics += 1;
+        format!("nb-{topics}-{what}")
+    };
+
+    let mut produce = Vec::new();
+    let mut consume_sources = Vec::new();
+    for size in SIZES {
+        for partitions in PARTITIONS {
+            for (acks, acks_label) in ACKS {
+                let label = format!("produce {size}B x{partitions} acks={acks_label}");
+                let mut runs = Vec::new();
+                for protocol in PROTOCOLS {
+                    let topic = fresh_topic(&format!(
+                        "{}-{size}x{partitions}-acks{acks_label}",
+                        protocol.name()
+                    ));
+                    let measured = sluice_bench(
+                        binary,
+                        &broker,
+                        "produce",
+                        protocol,
+                        &[
+                            "--topic".into(),
+                            topic.clone(),
+                            "--size".into(),
+                            size.to_string(),
+                            "--partitions".into(),
+                            partitions.to_string(),
+                            "--acks".into(),
+                            acks.into(),
+                            "--duration".into(),
+                            secs.to_string(),
+                        ],
+                    )?;
+                    emit(
+                        &measured,
+                        json!({"workload": "produce", "protocol": protocol.name(),
+                        "size": size, "partitions": partitions, "acks": acks_label, "topic": topic}),
+                    )?;
+                    // The native runs' 8-partition acks=1 topics are the consume runs' data.
+                    if protocol == Protocol::Native && partitions == 8 && acks == "leader" {
+                        consume_sources.push((size, topic));
+                    } else {
+                        delete_topic(binary, &broker, &topic)?;
+                    }
+                    runs.push(measured);
+                }
+                let kafka = runs.pop().ok_or("no kafka run")?;
+                let native = runs.pop().ok_or("no native run")?;
+                produce.push(Pair {
+                    label,
+                    size,
+                    native,
+                    kafka,
+                });
+            }
+        }
+    }
+
+    let mut consume = Vec::new();
+    for (size, topic) in consume_sources {
+        let mut runs = Vec::new();
+        for protocol in PROTOCOLS {
+            let measured = sluice_bench(
+                binary,
+                &broker,
+                "consume",
+                protocol,
+                &["--topic".into(), topic.clone()],
+            )?;
+            emit(
+                &measured,
+                json!({"workload": "consume", "protocol": protocol.name(),
+                "size": size, "partitions": 8, "topic": topic}),
+            )?;
+            runs.push(measured);
+        }
+        delete_topic(binary, &broker, &topic)?;
+        let kafka = runs.pop().ok_or("no kafka run")?;
+        let native = runs.pop().ok_or("no native run")?;
+        consume.push(Pair {
+            label: format!("consume {size}B x8"),
+            size,
+            native,
+            kafka,
+        });
+    }
+
+    let mut e2e = Vec::new();
+    for (acks, acks_label) in ACKS.iter().rev() {
+        let max_rate = |native: bool| {
+            produce
+                .iter()
+                .find(|p| p.label == format!("produce 1024B x1 acks={acks_label}"))
+                .map(|p| if native { &p.native } else { &p.kafka })
+                .map_or(f64::NAN, Measured::msgs_per_s)
+        };
+        let native_rate = (max_rate(true) / 2.0).floor().max(1.0);
+        let kafka_rate = (max_rate(false) / 2.0).floor().max(1.0);
+        let mut e2e_run = |protocol: Protocol, rate: f64| -> BenchResult<Measured> {
+            let topic = fresh_topic(&format!("e2e-{}-acks{acks_label}", protocol.name()));
+            let measured = sluice_bench(
+                binary,
+                &broker,
+                "e2e",
+                protocol,
+                &[
+                    "--topic".into(),
+                    topic.clone(),
+                    "--size".into(),
+                    "1024".into(),
+                    "--partitions".into(),
+                    "1".into(),
+                    "--acks".into(),
+                    (*acks).into(),
+                    "--rate".into(),
+                    rate.to_string(),
+                    "--duration".into(),
+                    e2e_secs.to_string(),
+                ],
+            )?;
+            emit(
+                &measured,
+                json!({"workload": "e2e", "protocol": protocol.name(), "size": 1024,
+                "partitions": 1, "acks": acks_label, "rate": rate, "topic": topic}),
+            )?;
+            delete_topic(binary, &broker, &topic)?;
+            Ok(measured)
+        };
+        let native = e2e_run(Protocol::Native, native_rate)?;
+        let kafka = e2e_run(Protocol::Kafka, kafka_rate)?;
+        let native_at_kafka_rate = if (native_rate - kafka_rate).abs() > 0.05 * kafka_rate {
+            Some(e2e_run(Protocol::Native, kafka_rate)?)
+        } else {
+            None
+        };
+        e2e.push(E2e {
+            acks: acks_label,
+            native,
+            kafka,
+            native_at_kafka_rate,
+        });
+    }
+    broker.stop()?;
+
+    print_measurements(&produce, &consume, &e2e);
+    let verdicts = bars::verdicts(&produce, &consume, &e2e, refs);
+    bars::print_table(&verdicts);
+    println!(
+        "{}",
+        json!({
+            "bench": "native-bench",
+            "summary": "bars",
+            "smoke": args.smoke,
+            "loopback_mb_per_s": round(refs.loopback_mb_per_s),
+            "fdatasync_p99_ms": round(refs.fdatasync_p99_ms),
+            "bars": verdicts.iter().map(bars::Verdict::to_json).collect::<Vec<_>>(),
+            "loadavg": loadavg(),
+        })
+    );
+    Ok(())
+}
+
+/// Loopback bandwidth and the disk's fdatasync p99, each printed as a JSON line.
+fn references(args: &Args) -> BenchResult<References> {
+    let iperf_secs = if args.smoke { 1 } else { 5 };
+    let loopback_mb_per_s = iperf::loopback_mb_per_s(iperf_secs)?;
+    println!(
+        "{}",
+        json!({"bench": "native-bench", "reference": "loopback_tcp_single_stream",
+            "mb_per_s": round(loopback_mb_per_s),
+            "command": format!("iperf3 -s -1 -B 127.0.0.1 -p PORT & iperf3 -c 127.0.0.1 -p PORT -t {iperf_secs} -J"),
+            "loadavg": loadavg()})
+    );
+    let fsync_secs = if args.smoke { 0.5 } else { 5.0 };
+    let h = disk::fdatasync_latency(&args.dir, Duration::from_secs_f64(fsync_secs), 20_000)?;
+    let fdatasync_p99_ms = ms(h.value_at_quantile(0.99));
+    println!(
+        "{}",
+        json!({"bench": "native-bench", "reference": "fdatasync_4k",
+            "dir": args.dir.display().to_string(), "syncs": h.len(),
+            "p50_ms": ms(h.value_at_quantile(0.50)), "p99_ms": fdatasync_p99_ms,
+            "p999_ms": ms(h.value_at_quantile(0.999)), "loadavg": loadavg()})
+    );
+    std::io::stdout().flush()?;
+    Ok(References {
+        loopback_mb_per_s,
+        fdatasync_p99_ms,
+    })
+}
+
+fn emit(measured: &Measured, case: serde_json::Value) -> BenchResult<()> {
+    println!("{}", measured.json_line(case));
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// Every measurement side by side (stderr), before the bars.
+fn print_measurements(produce: &[Pair], consume: &[Pair], e2e: &[E2e]) {
+    eprintln!("| run | protocol | MB/s | msgs/s | p99 ms | broker CPU-ms/MB | broker cores | client cores |");
+    eprintln!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let row = |label: &str, m: &Measured| {
+        let protocol = m.summary["protocol"].as_str().unwrap_or("?");
+        eprintln!(
+            "| {label} | {protocol} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            m.mb_per_s(),
+            m.msgs_per_s(),
+            m.p99_ms(),
+            m.broker_cpu_ms_per_mb(),
+            m.broker_cpu_s / m.wall_s,
+            m.client_cpu_s / m.wall_s,
+        );
+    };
+    for p in produce.iter().chain(consume) {
+        row(&p.label, &p.native);
+        row(&p.label, &p.kafka);
+    }
+    for e in e2e {
+        let label = |m: &Measured| {
+            format!(
+                "e2e 1024B x1 acks={} @{:.0}/s",
+                e.acks,
+                m.summary["target_rate"].as_f64().unwrap_or(f64::NAN)
+            )
+        };
+        row(&label(&e.native), &e.native);
+        row(&label(&e.kafka), &e.kafka);
+        if let Some(m) = &e.native_at_kafka_rate {
+            row(&label(m), m);
+        }
+    }
+}
