@@ -19,6 +19,7 @@ mod producer;
 mod shard;
 mod topics;
 mod txn;
+mod vectored;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

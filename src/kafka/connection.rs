@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::handlers::{self, OrderedPhase};
 use crate::shard::Shard;
+use crate::vectored::write_segments;
 
 /// Requests of one connection read but not yet answered (they also hold request memory, which
 /// bounds them by bytes; this bounds them by count).
@@ -185,8 +186,8 @@ async fn write_responses(
             biased;
             Some((answer, permits)) = in_flight.next(), if !in_flight.is_empty() => {
                 match answer {
-                    Ok(Some(segments)) => {
-                        write_segments(&mut stream, segments).await.map_err(Close::Io)?
+                    Ok(Some(mut segments)) => {
+                        write_segments(&mut stream, &mut segments).await.map_err(Close::Io)?
                     }
                     Ok(None) => {}
                     Err(reason) => return Err(Close::Protocol(reason)),
@@ -216,40 +217,4 @@ async fn process(
     let response = handlers::dispatch(shard, key, &header, body, peer, phase).await;
     crate::metrics::request_done(key, header.request_api_version, started.elapsed());
     response
-}
-
-/// Segments passed to one `writev`.
-const IOV_MAX_PER_WRITE: usize = 64;
-
-/// Writes response segments with vectored writes, resuming after partial writes.
-async fn write_segments(
-    stream: &mut OwnedWriteHalf,
-    mut segments: Vec<Bytes>,
-) -> std::io::Result<()> {
-    use bytes::Buf;
-    let mut first = 0;
-    while first < segments.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
-            .iter()
-            .take(IOV_MAX_PER_WRITE)
-            .map(|s| std::io::IoSlice::new(s))
-            .collect();
-        let mut written = stream.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 && first < segments.len() {
-            let segment = &mut segments[first];
-            let step = written.min(segment.len());
-            segment.advance(step);
-            written -= step;
-            if segment.is_empty() {
-                first += 1;
-            }
-        }
-        while first < segments.len() && segments[first].is_empty() {
-            first += 1;
-        }
-    }
-    Ok(())
 }

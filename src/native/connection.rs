@@ -32,9 +32,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::handlers::{self, Answer, NativeError};
 use super::subscription::Credit;
 use crate::shard::Shard;
+use crate::vectored::{write_segments, IOV_MAX_PER_WRITE};
 
-/// Segments passed to one `writev`.
-const IOV_MAX_PER_WRITE: usize = 64;
 /// How long a closing connection may take to flush what is queued (e.g. the last ERROR).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
 /// How long a client that closed its sending side waits for the answers still in flight.
@@ -553,38 +552,5 @@ async fn write_loop(
             return Ok(());
         }
     }
-    Ok(())
-}
-
-/// Writes all segments with vectored writes, resuming after partial writes.
-async fn write_segments(
-    writer: &mut OwnedWriteHalf,
-    segments: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
-    let mut first = 0;
-    while first < segments.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
-            .iter()
-            .take(IOV_MAX_PER_WRITE)
-            .map(|s| std::io::IoSlice::new(s))
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 && first < segments.len() {
-            let segment = &mut segments[first];
-            let step = written.min(segment.len());
-            segment.advance(step);
-            written -= step;
-            if segment.is_empty() {
-                first += 1;
-            }
-        }
-        while first < segments.len() && segments[first].is_empty() {
-            first += 1;
-        }
-    }
-    segments.clear();
     Ok(())
 }
