@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::report::{new_histogram, record, Progress, Summary};
 use super::{
     epoch_ns, payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs,
+    Schedule,
 };
 use protocol::client::Acks;
 
@@ -83,24 +84,11 @@ async fn send_loop(
     rate: Option<f64>,
     acks: mpsc::Sender<(Instant, DeliveryFuture)>,
 ) -> Result<(u64, u64), String> {
-    let start = Instant::now();
-    let start_ns = epoch_ns();
+    let schedule = Schedule::start(limit, rate);
     let mut sent = 0u64;
     let mut bytes = 0u64;
-    loop {
-        if limit.count.is_some_and(|n| sent >= n)
-            || limit.duration.is_some_and(|d| start.elapsed() >= d)
-        {
-            break;
-        }
-        let intended = match rate {
-            Some(rate) => {
-                let offset = Duration::from_secs_f64(sent as f64 / rate);
-                tokio::time::sleep_until((start + offset).into()).await;
-                start_ns + offset.as_nanos() as u64
-            }
-            None => epoch_ns(),
-        };
+    while !schedule.done(sent) {
+        let intended = schedule.next(sent).await;
         let value = payload(args.size, intended);
         let delivery = loop {
             let record: FutureRecord<'_, [u8], [u8]> =

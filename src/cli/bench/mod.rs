@@ -143,6 +143,48 @@ impl Limit {
     }
 }
 
+/// When each record of a producing workload is due: at once, or on an open-loop schedule of
+/// `rate` per second that a late sender does not move (so queueing shows in the latencies).
+#[derive(Debug)]
+pub struct Schedule {
+    limit: Limit,
+    rate: Option<f64>,
+    start: std::time::Instant,
+    start_ns: u64,
+}
+
+impl Schedule {
+    pub fn start(limit: Limit, rate: Option<f64>) -> Schedule {
+        Schedule {
+            limit,
+            rate,
+            start: std::time::Instant::now(),
+            start_ns: epoch_ns(),
+        }
+    }
+
+    /// Whether the workload has sent enough (`sent` records so far).
+    pub fn done(&self, sent: u64) -> bool {
+        self.limit.count.is_some_and(|n| sent >= n)
+            || self
+                .limit
+                .duration
+                .is_some_and(|d| self.start.elapsed() >= d)
+    }
+
+    /// Waits until record `sent` is due; its intended send time in ns since the epoch.
+    pub async fn next(&self, sent: u64) -> u64 {
+        match self.rate {
+            Some(rate) => {
+                let offset = Duration::from_secs_f64(sent as f64 / rate);
+                tokio::time::sleep_until((self.start + offset).into()).await;
+                self.start_ns + offset.as_nanos() as u64
+            }
+            None => epoch_ns(),
+        }
+    }
+}
+
 /// The record value: `size` bytes, the first 8 the intended send time in ns since the epoch
 /// (read back by the e2e consumer), the rest filler.
 pub fn payload(size: usize, intended_ns: u64) -> Vec<u8> {

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::report::{new_histogram, record, Progress, Summary};
 use super::{
     epoch_ns, payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs,
+    Schedule,
 };
 use crate::cli::explain;
 
@@ -54,25 +55,11 @@ async fn send_loop(
     acks: mpsc::Sender<(Instant, DeliveryFuture)>,
 ) -> Result<(u64, u64), String> {
     let producer = client.producer(producer_config(args));
-    let start = Instant::now();
-    let start_ns = epoch_ns();
+    let schedule = Schedule::start(limit, rate);
     let mut sent = 0u64;
     let mut bytes = 0u64;
-    loop {
-        if limit.count.is_some_and(|n| sent >= n)
-            || limit.duration.is_some_and(|d| start.elapsed() >= d)
-        {
-            break;
-        }
-        // The intended send time: the schedule's, or now when unthrottled.
-        let intended = match rate {
-            Some(rate) => {
-                let offset = Duration::from_secs_f64(sent as f64 / rate);
-                tokio::time::sleep_until((start + offset).into()).await;
-                start_ns + offset.as_nanos() as u64
-            }
-            None => epoch_ns(),
-        };
+    while !schedule.done(sent) {
+        let intended = schedule.next(sent).await;
         let value = payload(args.size, intended);
         bytes += value.len() as u64;
         let delivery = producer
