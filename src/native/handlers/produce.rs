@@ -73,15 +73,26 @@ async fn produce_one(
             format!("topic '{name}' has no partition {}", p.partition),
         );
     };
-    let produced = produce_partition(
+    let (appended_here, appended_rx) = oneshot::channel();
+    let mut produced = std::pin::pin!(produce_partition(
         &ctx.shard.ctx,
-        appended,
+        appended_here,
         acks.to_kafka(),
         None,
         name,
         index,
         Some(p.records.clone()),
-    );
+    ));
+    // `timeout_ms` bounds only the wait after the append: giving up earlier could let the
+    // append land after the connection's next PRODUCE, breaking the order the spec promises.
+    let finished_early = tokio::select! {
+        outcome = &mut produced => Some(outcome),
+        _ = appended_rx => None,
+    };
+    let _ = appended.send(());
+    if let Some(outcome) = finished_early {
+        return answer(&p, outcome);
+    }
     let outcome: Outcome = match timeout.filter(|_| acks == Acks::All) {
         Some(limit) => match tokio::time::timeout(limit, produced).await {
             Ok(outcome) => outcome,
@@ -94,6 +105,10 @@ async fn produce_one(
         },
         None => produced.await,
     };
+    answer(&p, outcome)
+}
+
+fn answer(p: &ProducePartition, outcome: Outcome) -> ProducePartitionResponse {
     ProducePartitionResponse {
         topic_id: p.topic_id,
         partition: p.partition,
