@@ -27,6 +27,8 @@ pub fn check(batches: &[ValidatedBatch], inflated_bytes_max: usize) -> Result<()
         if batch.header().is_control() {
             continue;
         }
+        // A copy (the batch is still the log's mutable staging form here); only compacted
+        // topics pay it, and they read every record anyway.
         let bytes = bytes::Bytes::copy_from_slice(batch.as_bytes());
         let records = decode_records_compressed(&bytes, inflated_bytes_max)
             .map_err(|e| KeyCheck::Unreadable(e.to_string()))?;
