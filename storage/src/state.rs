@@ -134,6 +134,7 @@ impl PartitionState {
                 OpenMode {
                     create: false,
                     direct: false,
+                    durable_writes: false,
                 },
             )
             .await
@@ -178,6 +179,7 @@ impl PartitionState {
                 OpenMode {
                     create: true,
                     direct: false,
+                    durable_writes: false,
                 },
             )
             .await

@@ -187,6 +187,12 @@ impl FaultyBackend {
 
     pub(super) async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File> {
         self.check_alive()?;
+        // Durability is what this backend simulates, through `sync_data`; a write that is
+        // durable by itself would bypass the simulated faults and crash losses.
+        let mode = OpenMode {
+            durable_writes: false,
+            ..mode
+        };
         let existed = path.exists();
         let inner = Box::pin(self.inner.open(path, mode)).await?;
         if !existed {
@@ -204,6 +210,7 @@ impl FaultyBackend {
             inner: FileInner::Faulty(file),
             path: path.to_path_buf(),
             direct,
+            durable_writes: false,
         })
     }
 

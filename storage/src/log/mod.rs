@@ -47,7 +47,7 @@ use crate::limits::{align_up, SEGMENT_OFFSET_SPAN_MAX};
 use crate::state::{EpochEntry, PartitionState};
 
 pub use read::ReadBatches;
-use segment::Segment;
+use segment::{segment_open_mode, Segment};
 
 /// What `append` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,6 +534,7 @@ impl PartitionLog {
                 end,
                 seal,
             } = job;
+            let write_started = Instant::now();
             let (res, chunks) = file.write_chunks_at(chunks, file_pos).await;
             res.map_err(|e| self.poison(&format!("write {}", file.path().display()), e))?;
             {
@@ -558,11 +559,16 @@ impl PartitionLog {
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
                 seg.written = seg.written.max(end);
             }
-            let synced = Instant::now();
-            file.sync_data()
-                .await
-                .map_err(|e| self.poison(&format!("fdatasync {}", file.path().display()), e))?;
-            crate::metrics::fdatasync(synced.elapsed());
+            if file.writes_are_durable() {
+                // The write itself was durable (O_DSYNC): its time is the flush's time.
+                crate::metrics::fdatasync(write_started.elapsed());
+            } else {
+                let synced = Instant::now();
+                file.sync_data()
+                    .await
+                    .map_err(|e| self.poison(&format!("fdatasync {}", file.path().display()), e))?;
+                crate::metrics::fdatasync(synced.elapsed());
+            }
             if seal {
                 closing.push((base, file, end));
             }
@@ -616,15 +622,10 @@ impl PartitionLog {
         };
         let mut created = false;
         if !has_file {
+            let mode = segment_open_mode(true, self.config.borrow().flush);
             let file = self
                 .backend
-                .open(
-                    &path,
-                    OpenMode {
-                        create: true,
-                        direct: true,
-                    },
-                )
+                .open(&path, mode)
                 .await
                 .map_err(|e| StorageError::io(format!("create {}", path.display()), e))?;
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
@@ -722,6 +723,7 @@ impl PartitionLog {
                 OpenMode {
                     create: true,
                     direct: false,
+                    durable_writes: false,
                 },
             )
             .await

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use super::segment::{parse_log_file_name, Segment, Staging};
+use super::segment::{parse_log_file_name, segment_open_mode, Segment, Staging};
 use super::{Inner, CHUNK_POOL_MAX};
 use crate::aligned::AlignedBuf;
 use crate::cache::TailCache;
@@ -81,13 +81,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig, backend: &Backend) -
         let last_trusted_candidate = had_state && successor.is_none();
         let path = dir.join(super::segment::log_file_name(base));
         let file = backend
-            .open(
-                &path,
-                OpenMode {
-                    create: false,
-                    direct: true,
-                },
-            )
+            .open(&path, segment_open_mode(false, config.flush))
             .await
             .map_err(|e| StorageError::io(format!("open {}", path.display()), e))?;
         let mut seg = Segment::new_active(dir, base);
@@ -388,6 +382,7 @@ async fn read_small_file(backend: &Backend, path: &Path) -> Result<Option<Vec<u8
             OpenMode {
                 create: false,
                 direct: false,
+                durable_writes: false,
             },
         )
         .await
