@@ -115,6 +115,7 @@ impl PartitionLog {
             if let Some(seg) = inner.segments.get_mut(&target_base) {
                 seg.staging = Some(staging);
                 seg.allocated = position;
+                seg.initialized = seg.initialized.min(position);
             }
         }
         // The segment may have been closed: its index files are stale now.

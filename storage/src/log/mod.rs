@@ -29,6 +29,7 @@ pub mod maintenance;
 mod read;
 mod recovery;
 mod segment;
+mod zero_fill;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -511,12 +512,22 @@ impl PartitionLog {
                 let (Some(staging), Some(file)) = (seg.staging.as_mut(), seg.file.clone()) else {
                     continue;
                 };
-                let (file_pos, chunks) = staging.take_for_write(&mut inner.chunk_pool);
+                let (file_pos, mut chunks) = staging.take_for_write(&mut inner.chunk_pool);
+                let write_end = file_pos + chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+                let zeros = if seg.sealed {
+                    0
+                } else {
+                    zero_fill::bytes_ahead(file_pos, write_end, seg.initialized, seg.allocated)
+                };
+                if zeros > 0 {
+                    chunks.push(zero_fill::take(zeros as usize));
+                }
                 jobs.push(WriteJob {
                     base,
                     file,
                     file_pos,
                     chunks,
+                    zeros,
                     end: seg.size,
                     seal: seg.sealed,
                 });
@@ -531,11 +542,18 @@ impl PartitionLog {
                 file,
                 file_pos,
                 chunks,
+                zeros,
                 end,
                 seal,
             } = job;
+            let write_end = file_pos + chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let write_started = Instant::now();
-            let (res, chunks) = file.write_chunks_at(chunks, file_pos).await;
+            let (res, mut chunks) = file.write_chunks_at(chunks, file_pos).await;
+            if zeros > 0 {
+                if let Some(zero_chunk) = chunks.pop() {
+                    zero_fill::give_back(zero_chunk);
+                }
+            }
             res.map_err(|e| self.poison(&format!("write {}", file.path().display()), e))?;
             {
                 let mut inner = self.inner.borrow_mut();
@@ -558,6 +576,7 @@ impl PartitionLog {
             }
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
                 seg.written = seg.written.max(end);
+                seg.initialized = seg.initialized.max(write_end);
             }
             if file.writes_are_durable() {
                 // The write itself was durable (O_DSYNC): its time is the flush's time.
@@ -767,6 +786,8 @@ struct WriteJob {
     file: std::rc::Rc<crate::io::File>,
     file_pos: u64,
     chunks: Vec<AlignedBuf>,
+    /// The last chunk is this many bytes of zeros from `zero_fill` (0: none).
+    zeros: u64,
     end: u64,
     seal: bool,
 }

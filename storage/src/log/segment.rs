@@ -130,6 +130,9 @@ pub(crate) struct Segment {
     pub written: u64,
     /// File size after preallocation.
     pub allocated: u64,
+    /// File position up to which the file's extents are written (data or zeros), so writes
+    /// below it are overwrites that need no extent metadata at flush (see `zero_fill`).
+    pub initialized: u64,
     /// Offset after the last batch (the base offset while empty).
     pub next_offset: u64,
     pub offset_index: OffsetIndex,
@@ -154,6 +157,7 @@ impl Segment {
             size: 0,
             written: 0,
             allocated: 0,
+            initialized: 0,
             next_offset: base_offset,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
