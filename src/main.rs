@@ -144,6 +144,9 @@ fn serve(args: &config::ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Signals are caught from here on: a SIGTERM sent as soon as the ready line appears must
+    // stop the broker cleanly, not kill it with the default action.
+    let signals = ShutdownSignals::install();
     // One stable line that scripts and tests parse for the bound addresses.
     println!(
         "sluice ready kafka={} native={} admin={} data={} backend={} shards={}",
@@ -156,7 +159,7 @@ fn serve(args: &config::ServeArgs) -> ExitCode {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    wait_for_signal();
+    ShutdownSignals::wait(signals);
     tracing::info!("shutting down");
     broker.shutdown();
     ExitCode::SUCCESS
@@ -226,29 +229,53 @@ fn health(mut admin: std::net::SocketAddr) -> ExitCode {
     }
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot wait for signals: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async {
+/// SIGINT and SIGTERM handlers, installed before the broker says it is ready.
+struct ShutdownSignals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// None (with a message) if the handlers cannot be installed; the broker then runs until
+    /// it is killed.
+    fn install() -> Option<ShutdownSignals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot wait for signals: {e}");
+                return None;
+            }
+        };
+        let _guard = runtime.enter();
+        match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        ) {
+            (Ok(term), Ok(int)) => Some(ShutdownSignals { runtime, term, int }),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: cannot install signal handlers: {e}");
+                None
+            }
         }
-    });
+    }
+
+    /// Blocks until SIGINT or SIGTERM (forever without handlers).
+    fn wait(signals: Option<ShutdownSignals>) {
+        let Some(mut signals) = signals else {
+            loop {
+                std::thread::park();
+            }
+        };
+        signals.runtime.block_on(async {
+            tokio::select! {
+                _ = signals.term.recv() => {}
+                _ = signals.int.recv() => {}
+            }
+        });
+    }
 }
