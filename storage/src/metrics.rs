@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `sluice_storage_cache_hits_total` | counter | reads served from the tail cache (no I/O) |
 //! | `sluice_storage_cache_misses_total` | counter | reads that went to disk (O_DIRECT, read-ahead window) |
+//! | `sluice_storage_prefetched_reads_total` | counter | disk reads a sequential reader found already done in the background |
 //! | `sluice_storage_flush_seconds` | histogram | one flush (group commit): preallocate, write, fdatasync, seal |
 //! | `sluice_storage_fdatasync_seconds` | histogram | one `fdatasync` of a segment file during a flush |
 //!
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub const CACHE_HITS: &str = "sluice_storage_cache_hits_total";
 pub const CACHE_MISSES: &str = "sluice_storage_cache_misses_total";
+pub const PREFETCHED_READS: &str = "sluice_storage_prefetched_reads_total";
 pub const FLUSH_SECONDS: &str = "sluice_storage_flush_seconds";
 pub const FDATASYNC_SECONDS: &str = "sluice_storage_fdatasync_seconds";
 
@@ -23,6 +25,7 @@ thread_local! {
     static HANDLES: Handles = Handles {
         cache_hits: metrics::counter!(CACHE_HITS),
         cache_misses: metrics::counter!(CACHE_MISSES),
+        prefetched_reads: metrics::counter!(PREFETCHED_READS),
         flush: metrics::histogram!(FLUSH_SECONDS),
         fdatasync: metrics::histogram!(FDATASYNC_SECONDS),
     };
@@ -31,6 +34,7 @@ thread_local! {
 struct Handles {
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
+    prefetched_reads: metrics::Counter,
     flush: metrics::Histogram,
     fdatasync: metrics::Histogram,
 }
@@ -44,6 +48,10 @@ pub fn describe() {
     metrics::describe_counter!(
         CACHE_MISSES,
         "Log reads that went to disk (O_DIRECT read or read-ahead window)."
+    );
+    metrics::describe_counter!(
+        PREFETCHED_READS,
+        "Disk reads of a sequential reader that a background prefetch had already done."
     );
     metrics::describe_histogram!(
         FLUSH_SECONDS,
@@ -63,6 +71,10 @@ pub(crate) fn cache_hit() {
 
 pub(crate) fn cache_miss() {
     HANDLES.with(|h| h.cache_misses.increment(1));
+}
+
+pub(crate) fn read_prefetched() {
+    HANDLES.with(|h| h.prefetched_reads.increment(1));
 }
 
 pub(crate) fn flushed(took: Duration) {

@@ -3,7 +3,9 @@
 //! Hot path: the tail cache, no I/O, no copy. Cold path: one aligned O_DIRECT read of at least
 //! `read_ahead_bytes` at the indexed position, frozen into `Bytes` and sliced per batch; the
 //! buffer is kept as a read-ahead window, so a sequential consumer issues one device read per
-//! window, not per fetch. Batches read from disk are CRC-checked before they are served.
+//! window, not per fetch. A reader that continues where its last window ended also gets the next
+//! window read in the background (a spawned task) while it sends this one, so disk reads overlap
+//! the network and the client. Batches read from disk are CRC-checked before they are served.
 
 use std::rc::Rc;
 
@@ -36,6 +38,20 @@ pub(crate) struct ReadAhead {
     segment_base: u64,
     file_pos: u64,
     data: Bytes,
+    /// Where the next sequential read will start: the first batch that does not lie wholly in
+    /// `data` (block-aligned down), or the end of what was readable.
+    next_pos: u64,
+    /// The window at `next_pos`, being read in the background. Only a reader that has read
+    /// sequentially once already gets one, so random reads do not double the disk traffic.
+    prefetch: Option<Prefetch>,
+}
+
+/// A background read of the next window. Dropping it discards the result (truncation and
+/// deletion drop the whole `ReadAhead`, so stale bytes are never served).
+#[derive(Debug)]
+struct Prefetch {
+    file_pos: u64,
+    task: tokio::task::JoinHandle<std::io::Result<Bytes>>,
 }
 
 /// Where a cold read must look.
@@ -250,7 +266,8 @@ impl PartitionLog {
     }
 
     /// One aligned read at `position`, big enough for the batch there, `max_bytes` and the
-    /// read-ahead size; stored as the read-ahead window.
+    /// read-ahead size; stored as the read-ahead window. A sequential reader finds it already
+    /// read (or under way) by the prefetch the previous window started, and starts the next.
     async fn read_window(
         &self,
         target: &ColdTarget,
@@ -264,7 +281,18 @@ impl PartitionLog {
         let mut want = read_ahead_bytes.max(max_bytes.min(BATCH_BYTES_MAX)) + skew;
         let readable_end = align_up(target.readable_len);
         want = want.min((readable_end - file_pos) as usize);
-        let mut data = self.read_exact_window(target, file_pos, want).await?;
+        let (sequential, prefetched) = self.take_prefetch(target.segment_base, file_pos);
+        let prefetched = match prefetched {
+            Some(task) => task.await.ok().and_then(|read| read.ok()),
+            None => None,
+        };
+        let mut data = match prefetched {
+            Some(data) if data.len() >= skew + BATCH_LENGTH_FIELD_END => {
+                crate::metrics::read_prefetched();
+                data
+            }
+            _ => self.read_exact_window(target, file_pos, want).await?,
+        };
         if data.len() >= skew + BATCH_LENGTH_FIELD_END {
             if let Ok(batch_len) = BatchHeader::framed_len(&data[skew..]) {
                 if skew + batch_len > data.len() {
@@ -273,12 +301,63 @@ impl PartitionLog {
                 }
             }
         }
+        let next_pos = next_read_position(file_pos, skew, &data, target.readable_len);
+        // Only a whole window of written data is worth a prefetch: near the end of the log a
+        // reader is about to reach the tail cache, and a short window would be read again.
+        let prefetch =
+            (sequential && next_pos > file_pos && next_pos + want as u64 <= target.readable_len)
+                .then(|| self.start_prefetch(target, next_pos, want));
         self.inner.borrow_mut().read_ahead = Some(ReadAhead {
             segment_base: target.segment_base,
             file_pos,
             data: data.clone(),
+            next_pos,
+            prefetch,
         });
         Ok((file_pos, data))
+    }
+
+    /// Whether a read at `file_pos` continues the last window (sequential), and the window
+    /// prefetched for it, if one was and its read succeeded (a failed one is read again, in
+    /// the foreground, so its error surfaces there).
+    fn take_prefetch(
+        &self,
+        segment_base: u64,
+        file_pos: u64,
+    ) -> (
+        bool,
+        Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+    ) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(window) = inner.read_ahead.as_mut() else {
+            return (false, None);
+        };
+        if window.segment_base != segment_base || window.next_pos != file_pos {
+            return (false, None);
+        }
+        let task = window
+            .prefetch
+            .take()
+            .filter(|p| p.file_pos == file_pos)
+            .map(|p| p.task);
+        (true, task)
+    }
+
+    /// Reads `len` bytes at `file_pos` in a task of its own, while the current window is
+    /// served and sent.
+    fn start_prefetch(&self, target: &ColdTarget, file_pos: u64, len: usize) -> Prefetch {
+        let file = target.file.clone();
+        let pool = self.read_buffers.clone();
+        let readable_len = target.readable_len;
+        let len = len.min((align_up(readable_len) - file_pos) as usize);
+        let task = tokio::task::spawn_local(async move {
+            let buf = pool.take(align_up(len as u64) as usize);
+            let (res, buf) = file.read_at(buf, file_pos).await;
+            let n = res?;
+            let valid = (n as u64).min(readable_len.saturating_sub(file_pos)) as usize;
+            Ok(pool.freeze(buf, valid))
+        });
+        Prefetch { file_pos, task }
     }
 
     async fn read_exact_window(
@@ -341,6 +420,19 @@ impl PartitionLog {
         }
         Ok(None)
     }
+}
+
+/// Where a sequential reader's next cold read starts after `data` (read at `file_pos`, its
+/// first batch at `skew`): the block holding the first batch that `data` does not hold whole.
+fn next_read_position(file_pos: u64, skew: usize, data: &[u8], readable_len: u64) -> u64 {
+    let mut at = skew;
+    while at + BATCH_LENGTH_FIELD_END <= data.len() {
+        match BatchHeader::framed_len(&data[at..]) {
+            Ok(len) if at + len <= data.len() => at += len,
+            _ => break,
+        }
+    }
+    align_down((file_pos + at as u64).min(readable_len))
 }
 
 impl Inner {
