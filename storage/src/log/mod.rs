@@ -5,7 +5,8 @@
 //! **Appended versus durable.** [`PartitionLog::append`] assigns offsets and makes a batch
 //! readable at once (it sits in the tail cache and a staging buffer); it is *not* durable.
 //! [`PartitionLog::flush`] makes everything appended before the call durable: written with
-//! O_DIRECT and `fdatasync`ed, new segment files' directory entries synced. Only data at or below
+//! O_DIRECT and `fdatasync`ed (under `FlushPolicy::Always` the segment is opened O_DSYNC, so the
+//! write is the sync), new segment files' directory entries synced. Only data at or below
 //! [`PartitionLog::durable_offset`] survives a crash; Raft commit and acknowledgements must wait
 //! for it ([`PartitionLog::wait_durable`] applies the configured [`FlushPolicy`]).
 //!
@@ -15,6 +16,8 @@
 //! flush is writing are covered by the next one, which every waiting caller shares. `read` may
 //! run concurrently with anything. Maintenance (`truncate_to`, `delete_records_before`,
 //! `enforce_retention`, `checkpoint`, `close`) is serialised with flushes by an internal lock.
+//! A log runs inside a tokio `LocalSet` (as [`crate::runtime::block_on`] sets up): sequential
+//! cold reads prefetch the next window with `spawn_local`.
 //!
 //! **Alignment.** Files are opened with O_DIRECT; every write and read is a whole number of
 //! `DIRECT_IO_ALIGNMENT` blocks at an aligned position from an aligned buffer. A flush rewrites
