@@ -67,8 +67,9 @@ impl<'a> Deliveries<'a> {
         })
     }
 
-    fn push(&mut self, delivery: DeliveryFuture) {
-        let sent_at = self.histogram.is_some().then(Instant::now);
+    /// `sent_at`: when `send` returned.
+    fn push(&mut self, delivery: DeliveryFuture, sent_at: Instant) {
+        let sent_at = self.histogram.is_some().then_some(sent_at);
         self.pending.push_back((sent_at, delivery));
     }
 
@@ -128,16 +129,20 @@ async fn send_loop(
     let schedule = Schedule::start(limit, rate);
     let mut sent = 0u64;
     let mut bytes = 0u64;
-    while !schedule.done(sent) {
-        let intended = schedule.next(sent).await;
+    // One clock reading per record, taken when `send` returns: the record's send time for
+    // its latency, and for the next record the duration check and (flat out) its stamp.
+    let mut now = Instant::now();
+    while !schedule.done_at(sent, now) {
+        let intended = schedule.next_at(sent, now).await;
         let value = payload(args.size, intended);
         bytes += value.len() as u64;
         let delivery = producer
             .send(ProducerRecord::new(topic).value(value))
             .await
             .map_err(|e| explain(&e, &client.config().addr))?;
+        now = Instant::now();
         sent += 1;
-        deliveries.push(delivery);
+        deliveries.push(delivery, now);
         deliveries.drain_completed();
     }
     producer
