@@ -223,10 +223,13 @@ impl Accumulator {
                 self.unfinished.insert(id);
                 self.open_batches += 1;
                 wake_sender = true;
+                // Never more than batch_bytes up front: after a single huge record, the next
+                // batch of the partition starts small again.
                 let capacity = match slot.capacity {
-                    0 => FIRST_CAPACITY.min(limits.batch_bytes),
+                    0 => FIRST_CAPACITY,
                     last => last,
-                };
+                }
+                .min(limits.batch_bytes);
                 slot.open.insert(OpenBatch {
                     id,
                     writer: BatchWriter::with_capacity(capacity.max(record.size)),
