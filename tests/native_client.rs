@@ -442,3 +442,189 @@ async fn every_acks_level_delivers() {
         .collect();
     assert_eq!(values, expected);
 }
+
+#[tokio::test]
+async fn offsets_follow_send_order_within_and_across_batches() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "ordered", 2).await;
+    // Small batches: 500 records make dozens of them, several per request.
+    let producer = client.producer(ProducerConfig {
+        batch_bytes: 2048,
+        acks: protocol::client::Acks::Leader,
+        ..ProducerConfig::default()
+    });
+    let mut deliveries = Vec::new();
+    for i in 0..500u32 {
+        let record = ProducerRecord::new("ordered")
+            .partition(i % 2)
+            .value(format!("{i:0>100}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    let mut next = [0i64; 2];
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let meta = delivery.await.unwrap();
+        assert_eq!(meta.partition, i as u32 % 2);
+        assert_eq!(meta.offset, next[i % 2], "record {i}");
+        next[i % 2] += 1;
+    }
+    let mut consumer = client.consumer(ConsumerConfig::default().start(Start::Earliest));
+    consumer.subscribe("ordered").await.unwrap();
+    let mut seen = [Vec::new(), Vec::new()];
+    for record in take(&mut consumer, 500).await {
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        seen[record.partition as usize].push((record.offset, value.parse::<u32>().unwrap()));
+    }
+    for (partition, records) in seen.iter_mut().enumerate() {
+        records.sort();
+        let expected: Vec<_> = (0..250)
+            .map(|n| (n as i64, n * 2 + partition as u32))
+            .collect();
+        assert_eq!(*records, expected);
+    }
+}
+
+#[tokio::test]
+async fn flush_waits_for_every_record_sent_before_it() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "flushed", 3).await;
+    // A linger no test waits out: only flush sends these.
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_secs(600),
+        ..ProducerConfig::default()
+    });
+    let mut deliveries = Vec::new();
+    for i in 0..30 {
+        let record = ProducerRecord::new("flushed")
+            .key(format!("k{i}"))
+            .value("v");
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    assert!(deliveries.iter().all(|d| d.try_result().is_none()));
+    tokio::time::timeout(TIMEOUT, producer.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    for delivery in &deliveries {
+        let meta = delivery.try_result().expect("resolved by flush").unwrap();
+        assert!(meta.offset >= 0);
+        assert!(matches!(delivery.acknowledged_at(), Some(Ok(_))));
+    }
+}
+
+#[tokio::test]
+async fn send_waits_while_the_queue_bound_is_reached() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "bounded", 1).await;
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_secs(600),
+        queue_records: 3,
+        ..ProducerConfig::default()
+    });
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let record = ProducerRecord::new("bounded").value(format!("{i}"));
+        first.push(producer.send(record).await.unwrap());
+    }
+    assert!(first.iter().all(|d| d.try_result().is_none()));
+    // The fourth gets room only once the first three were acknowledged: it waited for them
+    // (and made them go without waiting out the linger).
+    let fourth = tokio::time::timeout(
+        TIMEOUT,
+        producer.send(ProducerRecord::new("bounded").value("3")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    for delivery in &first {
+        assert!(delivery.try_result().unwrap().is_ok());
+    }
+    producer.flush().await.unwrap();
+    assert_eq!(fourth.await.unwrap().offset, 3);
+}
+
+#[tokio::test]
+async fn a_failed_batch_fails_its_records_and_no_other_batch() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    client
+        .create_topic(NewTopic {
+            name: "limited".into(),
+            partitions: 2,
+            configs: vec![("max.message.bytes".into(), "2000".into())],
+            ..NewTopic::default()
+        })
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_secs(600),
+        ..ProducerConfig::default()
+    });
+    // Partition 0's batch exceeds the topic's max.message.bytes; partition 1's does not.
+    // Flush sends both in one PRODUCE.
+    let mut big = Vec::new();
+    let mut small = Vec::new();
+    for i in 0..5 {
+        let value = vec![b'x'; 600];
+        big.push(
+            producer
+                .send(ProducerRecord::new("limited").partition(0).value(value))
+                .await
+                .unwrap(),
+        );
+        let value = format!("small-{i}");
+        small.push(
+            producer
+                .send(ProducerRecord::new("limited").partition(1).value(value))
+                .await
+                .unwrap(),
+        );
+    }
+    producer.flush().await.unwrap();
+    for delivery in big {
+        let error = delivery.await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{error}");
+    }
+    for (i, delivery) in small.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, i as i64);
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_topic_is_looked_up_again_and_the_batch_retried() {
+    let broker = TestBroker::start(&[]);
+    let client = client(&broker).await;
+    create(&client, "reborn", 1).await;
+    let producer = client.producer(ProducerConfig::default());
+    let old = producer
+        .send(ProducerRecord::new("reborn").value("old"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(old.offset, 0);
+    // A second client deletes and re-creates it: the producer's cached id is now stale.
+    let admin = Client::connect(ClientConfig::new(&broker.native))
+        .await
+        .unwrap();
+    admin.delete_topic("reborn").await.unwrap();
+    create(&admin, "reborn", 1).await;
+    // UNKNOWN_TOPIC_ID is retriable: the batch is retried under the new id.
+    let new = tokio::time::timeout(
+        TIMEOUT,
+        producer
+            .send(ProducerRecord::new("reborn").value("new"))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(new.offset, 0, "written to the new topic");
+    let mut consumer = admin.consumer(ConsumerConfig::default().start(Start::Earliest));
+    consumer.subscribe("reborn").await.unwrap();
+    let records = take(&mut consumer, 1).await;
+    assert_eq!(records[0].value.as_deref(), Some(&b"new"[..]));
+}

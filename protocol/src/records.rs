@@ -125,40 +125,245 @@ impl BatchBuilder {
 
     fn put_header(&self, out: &mut BytesMut, attributes: i16) {
         let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-        out.put_i64(0); // base offset: assigned by the log
-        out.put_i32(0); // batch length: patched by finish_batch
-        out.put_i32(-1); // partition leader epoch: assigned by the log
-        out.put_i8(2);
-        out.put_u32(0); // CRC: patched by finish_batch
-        out.put_i16(attributes);
-        out.put_i32(self.records.len() as i32 - 1);
-        out.put_i64(self.base_timestamp());
-        out.put_i64(max_timestamp);
-        out.put_i64(self.producer.producer_id);
-        out.put_i16(self.producer.producer_epoch);
-        out.put_i32(self.producer.base_sequence);
-        out.put_i32(self.records.len() as i32);
+        put_batch_header(
+            out,
+            &HeaderFields {
+                attributes,
+                records: self.records.len() as i32,
+                base_timestamp: self.base_timestamp(),
+                max_timestamp,
+                producer: self.producer,
+            },
+        );
     }
 }
 
 /// Appends the records of a batch (the part compression covers).
 fn encode_record_section(records: &[Record], base_timestamp: i64, out: &mut BytesMut) {
-    let mut body = BytesMut::new();
     for (delta, record) in records.iter().enumerate() {
-        body.clear();
-        body.put_i8(0); // record attributes
-        put_varlong(&mut body, record.timestamp - base_timestamp);
-        put_varint(&mut body, delta as i32);
-        put_bytes(&mut body, record.key.as_deref());
-        put_bytes(&mut body, record.value.as_deref());
-        put_varint(&mut body, record.headers.len() as i32);
-        for (name, value) in &record.headers {
-            put_bytes(&mut body, Some(name.as_bytes()));
-            put_bytes(&mut body, value.as_deref());
-        }
-        put_varint(out, body.len() as i32);
-        out.extend_from_slice(&body);
+        let fields = RecordFields {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        };
+        // Over-long fields cannot be encoded: BatchBuilder's callers build small records.
+        let rest = fields.body_len_without_deltas().unwrap_or(0);
+        put_record(
+            out,
+            record.timestamp - base_timestamp,
+            delta as i32,
+            &fields,
+            rest,
+        );
     }
+}
+
+/// What a record carries besides its timestamp and offset.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFields<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Option<Bytes>)],
+}
+
+impl RecordFields<'_> {
+    /// The most bytes the record can take in a batch, whatever its timestamp and offset
+    /// deltas; `None` when a length does not fit the format's i32.
+    pub fn encoded_len_max(&self) -> Option<usize> {
+        // Length prefix, attributes, timestamp delta and offset delta at their widest.
+        self.body_len_without_deltas()
+            .map(|body| 5 + 1 + 10 + 5 + body)
+    }
+
+    /// Key, value and headers with their length prefixes.
+    fn body_len_without_deltas(&self) -> Option<usize> {
+        let mut len = nullable_len(self.key)? + nullable_len(self.value)?;
+        len += varint_len(i32::try_from(self.headers.len()).ok()?);
+        for (name, value) in self.headers {
+            len += nullable_len(Some(name.as_bytes()))? + nullable_len(value.as_deref())?;
+        }
+        // The record's length prefix is an i32 too, deltas and attributes included.
+        (len <= i32::MAX as usize - 16).then_some(len)
+    }
+}
+
+/// Bytes a varint-length-prefixed byte string takes (null: the one-byte -1).
+fn nullable_len(bytes: Option<&[u8]>) -> Option<usize> {
+    match bytes {
+        None => Some(1),
+        Some(b) => Some(varint_len(i32::try_from(b.len()).ok()?) + b.len()),
+    }
+}
+
+fn varint_len(value: i32) -> usize {
+    unsigned_varint_len(((value << 1) ^ (value >> 31)) as u32 as u64)
+}
+
+fn varlong_len(value: i64) -> usize {
+    unsigned_varint_len(((value << 1) ^ (value >> 63)) as u64)
+}
+
+fn unsigned_varint_len(value: u64) -> usize {
+    // 7 bits a byte; 0 still takes one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends one record, length prefix first. The length is computed, not measured, so the
+/// record is written straight into `out` without a scratch buffer; `rest` is
+/// `fields.body_len_without_deltas()`. Returns the bytes written.
+fn put_record(
+    out: &mut BytesMut,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    fields: &RecordFields,
+    rest: usize,
+) -> usize {
+    let start = out.len();
+    let body = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta) + rest;
+    out.reserve(body + 5);
+    put_varint(out, body as i32);
+    out.put_i8(0); // record attributes
+    put_varlong(out, timestamp_delta);
+    put_varint(out, offset_delta);
+    put_bytes(out, fields.key);
+    put_bytes(out, fields.value);
+    put_varint(out, fields.headers.len() as i32);
+    for (name, value) in fields.headers {
+        put_bytes(out, Some(name.as_bytes()));
+        put_bytes(out, value.as_deref());
+    }
+    out.len() - start
+}
+
+/// Encodes records one at a time straight into the batch's buffer (the producer's open
+/// batches), where `BatchBuilder` keeps `Record`s and encodes them at the end. The base
+/// timestamp is the first record's, as the Java producer does; later records may be older
+/// (negative deltas are valid).
+#[derive(Debug)]
+pub struct BatchWriter {
+    buf: BytesMut,
+    records: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchWriter {
+    /// An empty batch with room for `capacity` bytes before it grows.
+    pub fn with_capacity(capacity: usize) -> BatchWriter {
+        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_BYTES));
+        // The header is written by `finish`, once its fields are known.
+        buf.resize(BATCH_HEADER_BYTES, 0);
+        BatchWriter {
+            buf,
+            records: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+        }
+    }
+
+    /// Bytes of the batch so far, header included (before compression).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records as usize
+    }
+
+    /// Appends a record; returns the bytes it took. Fails only when the record's lengths or
+    /// the batch's record count do not fit the format.
+    pub fn append(&mut self, timestamp: i64, fields: &RecordFields) -> Result<usize, RecordsError> {
+        let Some(rest) = fields.body_len_without_deltas() else {
+            return err("a key, value or header is longer than 2^31 - 1 bytes");
+        };
+        if self.records == i32::MAX {
+            return err("a batch holds at most 2^31 - 1 records");
+        }
+        if self.records == 0 {
+            self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let delta = timestamp.wrapping_sub(self.base_timestamp);
+        let written = put_record(&mut self.buf, delta, self.records, fields, rest);
+        self.records += 1;
+        Ok(written)
+    }
+
+    fn header(&self, attributes: i16) -> [u8; BATCH_HEADER_BYTES] {
+        let mut header = BytesMut::with_capacity(BATCH_HEADER_BYTES);
+        put_batch_header(
+            &mut header,
+            &HeaderFields {
+                attributes,
+                records: self.records,
+                base_timestamp: self.base_timestamp,
+                max_timestamp: self.max_timestamp,
+                producer: ProducerFields::default(),
+            },
+        );
+        let mut out = [0u8; BATCH_HEADER_BYTES];
+        out.copy_from_slice(&header);
+        out
+    }
+
+    /// The whole uncompressed batch, header and CRC filled in, without copying the records.
+    /// Panics only on an empty batch (a batch holds at least one record).
+    pub fn finish(mut self) -> BytesMut {
+        assert!(self.records > 0, "a record batch holds at least one record");
+        let header = self.header(0);
+        self.buf[..BATCH_HEADER_BYTES].copy_from_slice(&header);
+        finish_batch(&mut self.buf);
+        self.buf
+    }
+
+    /// The whole batch with its records compressed by `codec`. Panics only on an empty batch.
+    #[cfg(feature = "compression")]
+    pub fn finish_compressed(
+        self,
+        codec: crate::compression::Compression,
+    ) -> Result<BytesMut, crate::compression::CompressionError> {
+        if codec == crate::compression::Compression::None {
+            return Ok(self.finish());
+        }
+        assert!(self.records > 0, "a record batch holds at least one record");
+        let packed = crate::compression::compress(codec, &self.buf[BATCH_HEADER_BYTES..])?;
+        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + packed.len());
+        out.extend_from_slice(&self.header(codec.attribute_bits()));
+        out.extend_from_slice(&packed);
+        finish_batch(&mut out);
+        Ok(out)
+    }
+}
+
+/// The fields of a batch header that vary.
+struct HeaderFields {
+    attributes: i16,
+    records: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer: ProducerFields,
+}
+
+/// Appends a 61-byte batch header, length and CRC left 0 for `finish_batch`.
+fn put_batch_header(out: &mut BytesMut, fields: &HeaderFields) {
+    out.put_i64(0); // base offset: assigned by the log
+    out.put_i32(0); // batch length: patched by finish_batch
+    out.put_i32(-1); // partition leader epoch: assigned by the log
+    out.put_i8(2);
+    out.put_u32(0); // CRC: patched by finish_batch
+    out.put_i16(fields.attributes);
+    out.put_i32(fields.records - 1); // last offset delta
+    out.put_i64(fields.base_timestamp);
+    out.put_i64(fields.max_timestamp);
+    out.put_i64(fields.producer.producer_id);
+    out.put_i16(fields.producer.producer_epoch);
+    out.put_i32(fields.producer.base_sequence);
+    out.put_i32(fields.records);
 }
 
 /// Patches the batch length and the CRC32C (over attributes to the end) into a whole batch.
@@ -481,6 +686,123 @@ mod tests {
         assert!(!header.is_control());
         assert!(crc_matches(&batches[0]));
         assert!(BatchHeader::parse(&two).is_err(), "two batches are not one");
+    }
+
+    fn sample_records() -> Vec<Record> {
+        (0..50u8)
+            .map(|i| Record {
+                key: (i % 3 != 0).then(|| Bytes::from(vec![i; usize::from(i)])),
+                value: (i % 5 != 0).then(|| Bytes::from(vec![i; 300 + usize::from(i)])),
+                headers: (0..i % 3)
+                    .map(|h| {
+                        (
+                            format!("h{h}"),
+                            (h % 2 == 0).then(|| Bytes::from(vec![h; 3])),
+                        )
+                    })
+                    .collect(),
+                timestamp: 1_000_000 + i64::from(i) * 37,
+            })
+            .collect()
+    }
+
+    fn write_all(records: &[Record]) -> BatchWriter {
+        let mut writer = BatchWriter::with_capacity(16);
+        for r in records {
+            let fields = RecordFields {
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: &r.headers,
+            };
+            let before = writer.len();
+            let written = writer.append(r.timestamp, &fields).unwrap();
+            assert_eq!(writer.len() - before, written);
+            assert!(written <= fields.encoded_len_max().unwrap());
+        }
+        writer
+    }
+
+    #[test]
+    fn batch_writer_encodes_as_batch_builder_does() {
+        // With ascending timestamps both use the first as base: the bytes must be identical.
+        let records = sample_records();
+        let mut builder = BatchBuilder::new();
+        for r in &records {
+            builder.push(r.clone());
+        }
+        let writer = write_all(&records);
+        assert_eq!(writer.record_count(), 50);
+        assert_eq!(writer.finish(), builder.build());
+    }
+
+    #[test]
+    fn batch_writer_takes_older_records_after_newer_ones() {
+        let mut records = sample_records();
+        records[7].timestamp = 5; // far older than the first: a negative delta
+        let batch = write_all(&records).finish().freeze();
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert!(crc_matches(&batch));
+        assert_eq!(
+            (
+                header.base_timestamp,
+                header.max_timestamp,
+                header.last_offset_delta
+            ),
+            (1_000_000, 1_000_000 + 49 * 37, 49)
+        );
+        let decoded = decode_records(&batch).unwrap();
+        for (i, (d, r)) in decoded.iter().zip(&records).enumerate() {
+            assert_eq!(d.offset, i as i64);
+            assert_eq!(
+                (d.timestamp, &d.key, &d.value, &d.headers),
+                (r.timestamp, &r.key, &r.value, &r.headers)
+            );
+        }
+    }
+
+    #[test]
+    fn varint_lengths_match_the_encoder() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            8191,
+            8192,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut buf = BytesMut::new();
+            put_varlong(&mut buf, v);
+            assert_eq!(buf.len(), varlong_len(v), "{v}");
+            if let Ok(v) = i32::try_from(v) {
+                buf.clear();
+                put_varint(&mut buf, v);
+                assert_eq!(buf.len(), varint_len(v), "{v}");
+            }
+        }
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn batch_writer_compresses_with_every_codec() {
+        use crate::compression::Compression;
+        let records = sample_records();
+        for codec in Compression::ALL {
+            let batch = write_all(&records)
+                .finish_compressed(codec)
+                .unwrap()
+                .freeze();
+            let header = BatchHeader::parse(&batch).unwrap();
+            assert_eq!(Compression::from_attributes(header.attributes), Some(codec));
+            assert!(crc_matches(&batch));
+            let decoded = decode_records_compressed(&batch, 1 << 20).unwrap();
+            assert_eq!(decoded.len(), 50);
+            assert_eq!(decoded[49].value, records[49].value);
+        }
     }
 
     #[cfg(feature = "compression")]

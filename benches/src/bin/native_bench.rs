@@ -56,6 +56,10 @@ struct Args {
     /// Seconds per e2e run (default 10, smoke 0.5).
     #[arg(long)]
     e2e_secs: Option<f64>,
+    /// Run only the produce cases whose label contains this (repeatable), e.g.
+    /// `--only "1024B x1 acks=1"`; skips consume, e2e and the bars.
+    #[arg(long)]
+    only: Vec<String>,
     /// Extra `sluice serve` flag (repeatable), e.g. `--sluice-arg=--shards=1`.
     #[arg(long = "sluice-arg", allow_hyphen_values = true)]
     sluice_args: Vec<String>,
@@ -125,6 +129,9 @@ fn with_broker(
         for partitions in PARTITIONS {
             for (acks, acks_label) in ACKS {
                 let label = format!("produce {size}B x{partitions} acks={acks_label}");
+                if !args.only.is_empty() && !args.only.iter().any(|o| label.contains(o.as_str())) {
+                    continue;
+                }
                 let mut runs = Vec::new();
                 for protocol in PROTOCOLS {
                     let topic = fresh_topic(&format!(
@@ -172,6 +179,12 @@ fn with_broker(
                 });
             }
         }
+    }
+
+    if !args.only.is_empty() {
+        broker.stop()?;
+        print_measurements(&produce, &[], &[]);
+        return Ok(());
     }
 
     let mut consume = Vec::new();

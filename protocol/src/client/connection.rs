@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 use super::error::ClientError;
 use super::ClientConfig;
 use crate::native::{
-    split_frame, ErrorCode, GrantCreditRequest, HandshakeRequest, HandshakeResponse, Request,
-    Response, ServerFrame, SubscribeRequest, SubscribeResponse, SubscriptionData,
-    UnsubscribeRequest, VERSION_MAX, VERSION_MIN,
+    split_frame, ErrorCode, GrantCreditRequest, HandshakeRequest, HandshakeResponse,
+    ProduceRequest, Request, Response, ServerFrame, SubscribeRequest, SubscribeResponse,
+    SubscriptionData, UnsubscribeRequest, VERSION_MAX, VERSION_MIN,
 };
 
 /// What a subscription's channel carries.
@@ -89,8 +89,25 @@ impl Shared {
 }
 
 /// A live, handshaken connection.
+/// What the writer task writes.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Frame(Bytes),
+    /// One frame in pieces, written back to back: a PRODUCE whose record batches go out from
+    /// the producer's buffers instead of being copied into the frame.
+    Pieces(Vec<Bytes>),
+}
+
+/// A request written (queued for the writer) whose answer is still to be awaited.
+#[derive(Debug)]
+pub(crate) struct SentRequest {
+    id: u32,
+    opcode: crate::native::Opcode,
+    receiver: oneshot::Receiver<Answer>,
+}
+
 pub(crate) struct Connection {
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: mpsc::UnboundedSender<Outgoing>,
     shared: Arc<Shared>,
     next_id: AtomicU32,
     request_timeout: Duration,
@@ -211,8 +228,12 @@ impl Connection {
     }
 
     fn write(&self, frame: BytesMut) -> Result<(), ClientError> {
+        self.write_outgoing(Outgoing::Frame(frame.freeze()))
+    }
+
+    fn write_outgoing(&self, outgoing: Outgoing) -> Result<(), ClientError> {
         self.writer
-            .send(frame.freeze())
+            .send(outgoing)
             .map_err(|_| ClientError::ConnectionLost("writer stopped".into()))
     }
 
@@ -237,11 +258,65 @@ impl Connection {
 
     /// Sends a request and waits for its answer (or `ERROR` frame, as `ClientError::Broker`).
     pub(crate) async fn call(&self, request: Request) -> Answer {
+        let sent = self.start_call(&request)?;
+        self.finish_call(sent).await
+    }
+
+    /// The first half of `call`: queues the request's frame for the writer before returning,
+    /// so requests started one after the other go out in that order (the producer relies on
+    /// it for the order of a partition's batches).
+    pub(crate) fn start_call(&self, request: &Request) -> Result<SentRequest, ClientError> {
         let opcode = request.opcode();
         let (id, receiver) = self.register(None)?;
         let mut frame = BytesMut::new();
         request.encode_frame(id, &mut frame);
-        self.write(frame)?;
+        if let Err(e) = self.write(frame) {
+            self.shared.routes().pending.remove(&id);
+            return Err(e);
+        }
+        Ok(SentRequest {
+            id,
+            opcode,
+            receiver,
+        })
+    }
+
+    /// `start_call` for a PRODUCE, its record batches written without a copy.
+    pub(crate) fn start_produce(
+        &self,
+        request: &ProduceRequest,
+    ) -> Result<SentRequest, ClientError> {
+        let (id, receiver) = self.register(None)?;
+        if let Err(e) = self.write_outgoing(Outgoing::Pieces(request.encode_frame_parts(id))) {
+            self.shared.routes().pending.remove(&id);
+            return Err(e);
+        }
+        Ok(SentRequest {
+            id,
+            opcode: crate::native::Opcode::Produce,
+            receiver,
+        })
+    }
+
+    /// A PRODUCE with acks none (never answered), its record batches written without a copy.
+    pub(crate) fn send_produce_unanswered(
+        &self,
+        request: &ProduceRequest,
+    ) -> Result<(), ClientError> {
+        if let Some(error) = &self.shared.routes().closed {
+            return Err(error.clone());
+        }
+        let parts = request.encode_frame_parts(self.next_request_id());
+        self.write_outgoing(Outgoing::Pieces(parts))
+    }
+
+    /// The second half of `call`: waits for the answer of a started request.
+    pub(crate) async fn finish_call(&self, sent: SentRequest) -> Answer {
+        let SentRequest {
+            id,
+            opcode,
+            receiver,
+        } = sent;
         let answer = self.wait(id, receiver).await?;
         if answer.opcode() != opcode {
             return Err(ClientError::Protocol(format!(
@@ -304,15 +379,16 @@ impl Connection {
 /// grants, pipelined produces) leave in one syscall.
 async fn write_loop(
     write: tokio::net::tcp::OwnedWriteHalf,
-    mut frames: mpsc::UnboundedReceiver<Bytes>,
+    mut frames: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
+    // Pieces as large as the buffer bypass it (BufWriter writes them straight to the socket).
     let mut out = BufWriter::with_capacity(256 * 1024, write);
     while let Some(frame) = frames.recv().await {
-        let mut result = out.write_all(&frame).await;
+        let mut result = write_outgoing(&mut out, &frame).await;
         while result.is_ok() {
             match frames.try_recv() {
-                Ok(frame) => result = out.write_all(&frame).await,
+                Ok(frame) => result = write_outgoing(&mut out, &frame).await,
                 Err(_) => break,
             }
         }
@@ -324,10 +400,25 @@ async fn write_loop(
     let _ = out.shutdown().await;
 }
 
+async fn write_outgoing(
+    out: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    outgoing: &Outgoing,
+) -> std::io::Result<()> {
+    match outgoing {
+        Outgoing::Frame(frame) => out.write_all(frame).await,
+        Outgoing::Pieces(pieces) => {
+            for piece in pieces {
+                out.write_all(piece).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn read_loop(
     mut read: tokio::net::tcp::OwnedReadHalf,
     shared: Arc<Shared>,
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: mpsc::UnboundedSender<Outgoing>,
     frame_bytes_max: u32,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -369,7 +460,7 @@ async fn read_loop(
 /// Routes one frame. Returns the reason to stop when the broker ended the connection.
 fn dispatch(
     shared: &Shared,
-    writer: &mpsc::UnboundedSender<Bytes>,
+    writer: &mpsc::UnboundedSender<Outgoing>,
     frame: ServerFrame,
 ) -> Option<ClientError> {
     match frame {
@@ -419,7 +510,7 @@ fn dispatch(
                     subscription_id: id,
                 })
                 .encode_frame(u32::MAX, &mut frame);
-                let _ = writer.send(frame.freeze());
+                let _ = writer.send(Outgoing::Frame(frame.freeze()));
             }
         }
         ServerFrame::End(end) => {

@@ -2,9 +2,10 @@
 //!
 //! - [`Client`]: one connection to a broker, reopened on demand with exponential backoff and
 //!   jitter; topic administration, metadata, offsets.
-//! - [`Producer`]: batches records per partition (linger time and batch size), compresses them
-//!   (gzip, snappy, lz4, zstd), partitions keys with Kafka's murmur2 so a key lands in the
-//!   partition a Kafka client would choose, and pipelines produce requests.
+//! - [`Producer`]: a record accumulator: `send` encodes each record straight into its
+//!   partition's open batch (linger time and batch size), delivery is reported per batch;
+//!   compresses batches (gzip, snappy, lz4, zstd), partitions keys with Kafka's murmur2 so a
+//!   key lands in the partition a Kafka client would choose, and pipelines produce requests.
 //! - [`Consumer`]: a [`Stream`](futures::Stream) of [`ConsumerRecord`]s from subscriptions the
 //!   broker pushes, with credit granted back as the application consumes, explicit
 //!   [`commit`](Consumer::commit) and automatic commits. It resubscribes from its position

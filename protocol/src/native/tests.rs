@@ -206,6 +206,31 @@ fn split_one(mut buf: BytesMut) -> (FrameHeader, Bytes) {
 }
 
 #[test]
+fn produce_frame_parts_are_the_frame_in_pieces() {
+    let request = ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 1234,
+        partitions: [10usize, 40_000, 0, 17_000, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ProducePartition {
+                topic_id: [i as u8; 16],
+                partition: i as u32,
+                records: Bytes::from(vec![i as u8 + 1; len]),
+            })
+            .collect(),
+    };
+    let parts = request.encode_frame_parts(99);
+    // The two large blobs are the request's own buffers, the rest is copied around them.
+    assert_eq!(parts.len(), 5);
+    assert_eq!(parts[1].as_ptr(), request.partitions[1].records.as_ptr());
+    let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    let mut whole = BytesMut::new();
+    Request::Produce(request).encode_frame(99, &mut whole);
+    assert_eq!(joined, whole.to_vec());
+}
+
+#[test]
 fn every_request_round_trips_through_a_frame() {
     for (i, request) in sample_requests().into_iter().enumerate() {
         let mut buf = BytesMut::new();

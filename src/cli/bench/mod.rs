@@ -165,22 +165,37 @@ impl Schedule {
 
     /// Whether the workload has sent enough (`sent` records so far).
     pub fn done(&self, sent: u64) -> bool {
+        self.done_at(sent, std::time::Instant::now())
+    }
+
+    /// `done` with a clock reading the caller already took.
+    pub fn done_at(&self, sent: u64, now: std::time::Instant) -> bool {
         self.limit.count.is_some_and(|n| sent >= n)
             || self
                 .limit
                 .duration
-                .is_some_and(|d| self.start.elapsed() >= d)
+                .is_some_and(|d| now.saturating_duration_since(self.start) >= d)
     }
 
     /// Waits until record `sent` is due; its intended send time in ns since the epoch.
     pub async fn next(&self, sent: u64) -> u64 {
+        match self.rate {
+            Some(_) => self.next_at(sent, std::time::Instant::now()).await,
+            None => epoch_ns(),
+        }
+    }
+
+    /// `next` with a clock reading the caller already took: flat out, the intended send time
+    /// is that reading (on the epoch clock the schedule started on), with no clock read of
+    /// its own.
+    pub async fn next_at(&self, sent: u64, now: std::time::Instant) -> u64 {
         match self.rate {
             Some(rate) => {
                 let offset = Duration::from_secs_f64(sent as f64 / rate);
                 tokio::time::sleep_until((self.start + offset).into()).await;
                 self.start_ns + offset.as_nanos() as u64
             }
-            None => epoch_ns(),
+            None => self.start_ns + now.saturating_duration_since(self.start).as_nanos() as u64,
         }
     }
 }

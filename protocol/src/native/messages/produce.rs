@@ -139,3 +139,49 @@ impl Payload for ProduceResponse {
         })
     }
 }
+
+/// Records blobs below this size are copied into the frame's head; larger ones are written
+/// from the caller's buffer.
+const INLINE_RECORDS_MAX: usize = 16 * 1024;
+
+impl ProduceRequest {
+    /// The whole PRODUCE frame as buffers to write back to back, the larger record blobs
+    /// being the caller's own `Bytes` (not copied). Concatenated, they are exactly what
+    /// `Request::Produce(..).encode_frame` writes.
+    pub fn encode_frame_parts(&self, request_id: u32) -> Vec<Bytes> {
+        let payload_len = 1
+            + 4
+            + 4
+            + self
+                .partitions
+                .iter()
+                .map(|p| 16 + 4 + 4 + p.records.len())
+                .sum::<usize>();
+        let mut parts = Vec::new();
+        let mut head = BytesMut::with_capacity(64 + 24 * self.partitions.len());
+        crate::native::encode_header(
+            &mut head,
+            crate::native::Opcode::Produce as u16,
+            request_id,
+            payload_len,
+        );
+        head.put_u8(self.acks.wire());
+        head.put_u32_le(self.timeout_ms);
+        put_count(&mut head, self.partitions.len());
+        for p in &self.partitions {
+            head.put_slice(&p.topic_id);
+            head.put_u32_le(p.partition);
+            if p.records.len() < INLINE_RECORDS_MAX {
+                put_blob(&mut head, &p.records);
+            } else {
+                head.put_u32_le(p.records.len() as u32);
+                parts.push(head.split().freeze());
+                parts.push(p.records.clone());
+            }
+        }
+        if !head.is_empty() {
+            parts.push(head.freeze());
+        }
+        parts
+    }
+}
