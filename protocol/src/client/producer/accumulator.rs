@@ -103,7 +103,9 @@ struct PartitionSlot {
 #[derive(Debug)]
 struct TopicSlot {
     info: TopicInfo,
-    partitions: Vec<PartitionSlot>,
+    /// Only the partitions written to: the count comes from the broker and is not trusted to
+    /// size an allocation.
+    partitions: HashMap<u32, PartitionSlot>,
     /// Records without key or partition stick to one partition until its batch closes
     /// (Kafka's sticky partitioner), so they still form large batches.
     sticky: Option<u32>,
@@ -111,11 +113,9 @@ struct TopicSlot {
 
 impl TopicSlot {
     fn new(info: TopicInfo) -> TopicSlot {
-        let mut partitions = Vec::new();
-        partitions.resize_with(info.partitions as usize, PartitionSlot::default);
         TopicSlot {
             info,
-            partitions,
+            partitions: HashMap::new(),
             sticky: None,
         }
     }
@@ -190,7 +190,7 @@ impl Accumulator {
                     (p, true)
                 }
             };
-            let slot = &mut topic.partitions[partition as usize];
+            let slot = topic.partitions.entry(partition).or_default();
             // Close the open batch first if the record would take it past `batch_bytes`, so
             // batches stay below it (and below the topic's max.message.bytes) unless a single
             // record is larger.
@@ -214,7 +214,7 @@ impl Accumulator {
                 break partition;
             }
         };
-        let slot = &mut topic.partitions[partition as usize];
+        let slot = topic.partitions.entry(partition).or_default();
         let batch = match &mut slot.open {
             Some(batch) => batch,
             None => {
@@ -278,11 +278,11 @@ impl Accumulator {
             if topic.info == info {
                 return;
             }
-            for (partition, slot) in topic.partitions.iter_mut().enumerate() {
+            for (&partition, slot) in topic.partitions.iter_mut() {
                 close(
                     &topic.info,
                     &mut topic.sticky,
-                    partition as u32,
+                    partition,
                     slot,
                     &mut self.ready,
                     &mut self.open_batches,
@@ -298,12 +298,12 @@ impl Accumulator {
             return;
         }
         for topic in self.topics.values_mut() {
-            for (partition, slot) in topic.partitions.iter_mut().enumerate() {
+            for (&partition, slot) in topic.partitions.iter_mut() {
                 if slot.open.as_ref().is_some_and(|b| all || b.deadline <= now) {
                     close(
                         &topic.info,
                         &mut topic.sticky,
-                        partition as u32,
+                        partition,
                         slot,
                         &mut self.ready,
                         &mut self.open_batches,
@@ -320,7 +320,7 @@ impl Accumulator {
         }
         self.topics
             .values()
-            .flat_map(|t| &t.partitions)
+            .flat_map(|t| t.partitions.values())
             .filter_map(|s| s.open.as_ref().map(|b| b.deadline))
             .min()
     }
