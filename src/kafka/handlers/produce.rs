@@ -24,6 +24,10 @@ use crate::cluster::metadata::now_ms;
 use crate::cluster::topic_config::EffectiveConfig;
 use crate::kafka::errors::storage_error_code;
 
+/// Unflushed bytes a partition may hold before a produce request waits for the flush before
+/// its connection reads on (backpressure: the log keeps unflushed bytes in memory).
+const UNFLUSHED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// v0-v2 are advertised (librdkafka turns compression off without them) but answered with
 /// UNSUPPORTED_VERSION: they carry message formats older than v2.
 pub const SUPPORT: ApiSupport = ApiSupport {
@@ -251,8 +255,15 @@ pub(crate) async fn produce_partition(
                     .map_err(|e| (storage_error_code(&e), e.to_string()))?,
                 Some(header) => append_idempotent(&partition, batches, &header)?,
             };
-            let _ = appended.send(());
-            if acks == -1 {
+            // acks 0 and 1 do not wait for the disk, but a producer faster than the disk
+            // must not pile up unflushed data in memory (staging and the tail cache hold it
+            // twice). Past the bound this request waits for the flush, and the connection
+            // reads its next request only then, so TCP pushes back on the producer.
+            let behind = partition.log.unflushed_bytes() > UNFLUSHED_BYTES_MAX;
+            if !behind {
+                let _ = appended.send(());
+            }
+            if acks == -1 || behind {
                 partition
                     .commit(end)
                     .await

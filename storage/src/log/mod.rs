@@ -217,6 +217,11 @@ impl PartitionLog {
         inner.high_watermark = offset.min(inner.log_end_offset).max(inner.log_start_offset);
     }
 
+    /// Bytes appended but not yet durable (staged, or written and not synced).
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.inner.borrow().unflushed_bytes
+    }
+
     pub fn stats(&self) -> LogStats {
         let inner = self.inner.borrow();
         LogStats {
