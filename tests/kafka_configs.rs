@@ -697,3 +697,39 @@ async fn compacted_topics_refuse_records_without_a_key() {
         .await
         .unwrap();
 }
+
+/// A topic that flushes only every hour still gets its data flushed (and visible to
+/// consumers, which read up to the durable offset) once an acks=1 producer has 64 MiB pending:
+/// the broker holds unflushed bytes in memory, so it must not let them grow without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unflushed_data_is_bounded_whatever_the_flush_interval() {
+    let broker = TestBroker::start(&[]);
+    let topic = "rarely-flushed";
+    broker
+        .create_topic(
+            topic,
+            1,
+            &[("flush.messages", "100000000"), ("flush.ms", "3600000")],
+        )
+        .await;
+    let producer = common::producer(&broker, &[("linger.ms", "0"), ("acks", "1")]);
+    let payload = vec![b'y'; 512 * 1024];
+    let records = 160; // 80 MiB, past the 64 MiB bound once
+    let sends: Vec<_> = (0..records)
+        .map(|_| {
+            producer.send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(&payload),
+                TIMEOUT,
+            )
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    // 128 records of 512 KiB are 64 MiB: the request that went past it flushed all before it.
+    let consumer = common::assigned_consumer(&broker, topic, 0, rdkafka::Offset::Beginning);
+    let got = common::poll_messages(&consumer, 120);
+    assert!(got.len() >= 120);
+}

@@ -262,6 +262,13 @@ pub(crate) async fn produce_partition(
             let behind = partition.log.unflushed_bytes() > UNFLUSHED_BYTES_MAX;
             if !behind {
                 let _ = appended.send(());
+            } else {
+                // Memory decides here, not the topic's flush policy (flush.ms may be long).
+                partition
+                    .log
+                    .flush()
+                    .await
+                    .map_err(|e| (storage_error_code(&e), e.to_string()))?;
             }
             if acks == -1 || behind {
                 partition
