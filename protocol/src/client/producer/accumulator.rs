@@ -3,6 +3,7 @@
 //! producer's one lock, briefly: no I/O, no awaiting, no clock read per record.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -105,7 +106,7 @@ struct TopicSlot {
     info: TopicInfo,
     /// Only the partitions written to: the count comes from the broker and is not trusted to
     /// size an allocation.
-    partitions: HashMap<u32, PartitionSlot>,
+    partitions: HashMap<u32, PartitionSlot, BuildHasherDefault<PartitionHasher>>,
     /// Records without key or partition stick to one partition until its batch closes
     /// (Kafka's sticky partitioner), so they still form large batches.
     sticky: Option<u32>,
@@ -115,7 +116,7 @@ impl TopicSlot {
     fn new(info: TopicInfo) -> TopicSlot {
         TopicSlot {
             info,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             sticky: None,
         }
     }
@@ -126,8 +127,7 @@ impl TopicSlot {
 #[derive(Debug, Default)]
 pub(super) struct Accumulator {
     topics: HashMap<String, TopicSlot>,
-    ready: VecDeque<ClosedBatch>,
-    open_batches: usize,
+    batches: Batches,
     /// Records and bytes in the producer until their batch completes (the queue bounds).
     records: usize,
     bytes: usize,
@@ -201,14 +201,7 @@ impl Accumulator {
             {
                 break partition;
             }
-            close(
-                &topic.info,
-                &mut topic.sticky,
-                partition,
-                slot,
-                &mut self.ready,
-                &mut self.open_batches,
-            );
+            topic.close(partition, &mut self.batches);
             wake_sender = true;
             if !sticky {
                 break partition;
@@ -221,7 +214,7 @@ impl Accumulator {
                 let id = self.next_batch_id;
                 self.next_batch_id += 1;
                 self.unfinished.insert(id);
-                self.open_batches += 1;
+                self.batches.open += 1;
                 wake_sender = true;
                 // Never more than batch_bytes up front: after a single huge record, the next
                 // batch of the partition starts small again.
@@ -255,14 +248,7 @@ impl Accumulator {
         self.bytes += record.size;
         let delivery = DeliveryFuture::new(batch.state.0.clone(), index, timestamp);
         if batch.writer.len() >= limits.batch_bytes {
-            close(
-                &topic.info,
-                &mut topic.sticky,
-                partition,
-                slot,
-                &mut self.ready,
-                &mut self.open_batches,
-            );
+            topic.close(partition, &mut self.batches);
             wake_sender = true;
         }
         Ok(Appended::Queued {
@@ -278,44 +264,24 @@ impl Accumulator {
             if topic.info == info {
                 return;
             }
-            for (&partition, slot) in topic.partitions.iter_mut() {
-                close(
-                    &topic.info,
-                    &mut topic.sticky,
-                    partition,
-                    slot,
-                    &mut self.ready,
-                    &mut self.open_batches,
-                );
-            }
+            topic.close_where(&mut self.batches, |_| true);
         }
         self.topics.insert(info.name.clone(), TopicSlot::new(info));
     }
 
     /// Closes the batches whose linger has passed, or every open batch with `all`.
     pub fn close_expired(&mut self, now: Instant, all: bool) {
-        if self.open_batches == 0 {
+        if self.batches.open == 0 {
             return;
         }
         for topic in self.topics.values_mut() {
-            for (&partition, slot) in topic.partitions.iter_mut() {
-                if slot.open.as_ref().is_some_and(|b| all || b.deadline <= now) {
-                    close(
-                        &topic.info,
-                        &mut topic.sticky,
-                        partition,
-                        slot,
-                        &mut self.ready,
-                        &mut self.open_batches,
-                    );
-                }
-            }
+            topic.close_where(&mut self.batches, |b| all || b.deadline <= now);
         }
     }
 
     /// When the next open batch's linger ends.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.open_batches == 0 {
+        if self.batches.open == 0 {
             return None;
         }
         self.topics
@@ -326,12 +292,12 @@ impl Accumulator {
     }
 
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.batches.ready.is_empty()
     }
 
     /// Nothing open or waiting to be sent (in-flight batches aside).
     pub fn is_idle(&self) -> bool {
-        self.ready.is_empty() && self.open_batches == 0
+        self.batches.ready.is_empty() && self.batches.open == 0
     }
 
     /// Closed batches in the order they closed (so a partition's go out in order), as many as
@@ -340,7 +306,7 @@ impl Accumulator {
     pub fn take_ready(&mut self, max_bytes: usize, overhead: usize) -> Vec<ClosedBatch> {
         let mut taken = Vec::new();
         let mut size = 0usize;
-        while let Some(next) = self.ready.front() {
+        while let Some(next) = self.batches.ready.front() {
             if taken.len() == BATCHES_PER_REQUEST_MAX {
                 break;
             }
@@ -349,7 +315,7 @@ impl Accumulator {
                 break;
             }
             size += needed;
-            taken.extend(self.ready.pop_front());
+            taken.extend(self.batches.ready.pop_front());
         }
         taken
     }
@@ -357,7 +323,7 @@ impl Accumulator {
     /// Every batch, open or closed, for a sender that is going away.
     pub fn take_all(&mut self) -> Vec<ClosedBatch> {
         self.close_expired(Instant::now(), true);
-        self.ready.drain(..).collect()
+        self.batches.ready.drain(..).collect()
     }
 
     /// The id the next batch gets: every batch below it holds records sent before now.
@@ -378,25 +344,49 @@ impl Accumulator {
     }
 }
 
+/// Batches closed and waiting for the sender, and the count of those still open.
+#[derive(Debug, Default)]
+struct Batches {
+    ready: VecDeque<ClosedBatch>,
+    open: usize,
+}
+
+impl TopicSlot {
+    /// Closes `partition`'s open batch, if it has one, and queues it for the sender.
+    fn close(&mut self, partition: u32, batches: &mut Batches) {
+        if let Some(slot) = self.partitions.get_mut(&partition) {
+            close_slot(&self.info, &mut self.sticky, partition, slot, batches);
+        }
+    }
+
+    /// Closes every open batch of this topic that `pred` picks.
+    fn close_where(&mut self, batches: &mut Batches, mut pred: impl FnMut(&OpenBatch) -> bool) {
+        for (&partition, slot) in self.partitions.iter_mut() {
+            if slot.open.as_ref().is_some_and(&mut pred) {
+                close_slot(&self.info, &mut self.sticky, partition, slot, batches);
+            }
+        }
+    }
+}
+
 /// Moves a partition's open batch (if any) to the ready queue; the sticky partition moves on
 /// when its batch closes.
-fn close(
+fn close_slot(
     info: &TopicInfo,
     sticky: &mut Option<u32>,
     partition: u32,
     slot: &mut PartitionSlot,
-    ready: &mut VecDeque<ClosedBatch>,
-    open_batches: &mut usize,
+    batches: &mut Batches,
 ) {
     let Some(batch) = slot.open.take() else {
         return;
     };
-    *open_batches -= 1;
+    batches.open -= 1;
     if *sticky == Some(partition) {
         *sticky = None;
     }
     slot.capacity = batch.writer.len();
-    ready.push_back(ClosedBatch {
+    batches.ready.push_back(ClosedBatch {
         id: batch.id,
         topic: info.clone(),
         partition,
@@ -405,6 +395,25 @@ fn close(
         state: batch.state,
         bytes: batch.bytes,
     });
+}
+
+/// Partition numbers are small integers the producer computes itself: they hash as they are
+/// (SipHash would cost more than the rest of a record's bookkeeping).
+#[derive(Debug, Default)]
+struct PartitionHasher(u64);
+
+impl Hasher for PartitionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n);
+    }
 }
 
 pub(super) fn now_ms() -> i64 {
