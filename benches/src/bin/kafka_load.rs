@@ -33,6 +33,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::json;
 
+use hdrhistogram::Histogram;
 use sluice_benches::kafka_load::plan::{self, Settings};
 use sluice_benches::kafka_load::targets::{find_tansu, Binaries, Kind};
 use sluice_benches::kafka_load::{disk, report};
@@ -188,38 +189,28 @@ fn run(args: &Args) -> BenchResult<()> {
         // can be to the acks=all figures it is compared with.
         if workload == "latency" && fsync.is_none() {
             let secs = if args.smoke { 0.5 } else { 5.0 };
-            let h = disk::fdatasync_latency(&args.dir, Duration::from_secs_f64(secs), 20_000)?;
-            println!(
-                "{}",
-                json!({
-                    "bench": "kafka-load",
-                    "target": "disk",
-                    "workload": "fdatasync_4k",
-                    "dir": args.dir.display().to_string(),
-                    "syncs": h.len(),
-                    "p50_ms": plan::ms(h.value_at_quantile(0.50)),
-                    "p99_ms": plan::ms(h.value_at_quantile(0.99)),
-                    "p999_ms": plan::ms(h.value_at_quantile(0.999)),
-                    "loadavg": loadavg(),
-                })
-            );
+            let print = |workload: &str, h: &Histogram<u64>| {
+                println!(
+                    "{}",
+                    json!({
+                        "bench": "kafka-load",
+                        "target": "disk",
+                        "workload": workload,
+                        "dir": args.dir.display().to_string(),
+                        "syncs": h.len(),
+                        "p50_ms": plan::ms(h.value_at_quantile(0.50)),
+                        "p99_ms": plan::ms(h.value_at_quantile(0.99)),
+                        "p999_ms": plan::ms(h.value_at_quantile(0.999)),
+                        "loadavg": loadavg(),
+                    })
+                )
+            };
+            let window = Duration::from_secs_f64(secs);
+            let h = disk::fdatasync_latency(&args.dir, window, 20_000)?;
+            print("fdatasync_4k", &h);
             fsync = Some(h);
-            let h =
-                disk::append_fdatasync_latency(&args.dir, Duration::from_secs_f64(secs), 20_000)?;
-            println!(
-                "{}",
-                json!({
-                    "bench": "kafka-load",
-                    "target": "disk",
-                    "workload": "fdatasync_4k_append_preallocated",
-                    "dir": args.dir.display().to_string(),
-                    "syncs": h.len(),
-                    "p50_ms": plan::ms(h.value_at_quantile(0.50)),
-                    "p99_ms": plan::ms(h.value_at_quantile(0.99)),
-                    "p999_ms": plan::ms(h.value_at_quantile(0.999)),
-                    "loadavg": loadavg(),
-                })
-            );
+            let h = disk::append_fdatasync_latency(&args.dir, window, 20_000)?;
+            print("fdatasync_4k_append_preallocated", &h);
             append_fsync = Some(h);
         }
         for &target in &targets {
