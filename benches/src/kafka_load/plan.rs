@@ -58,11 +58,14 @@ impl Case {
         }
     }
 
-    /// Whether `target` can serve this case (the sink keeps nothing to consume).
+    /// Whether `target` can serve this case. The sink keeps nothing to consume, but its
+    /// acknowledgement latency is the client's and the machine's own floor (acks mean
+    /// nothing to it, so once).
     pub fn applies_to(&self, target: Kind) -> bool {
         match self {
             Case::Produce(_) => true,
-            Case::Consume(_) | Case::Latency(_) => target.stores(),
+            Case::Consume(_) => target.stores(),
+            Case::Latency(s) => target.stores() || s.acks == Acks::One,
         }
     }
 }
