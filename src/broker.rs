@@ -196,6 +196,8 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         ready,
     } = start;
     let shard = Shard::new(id, ctx.clone(), backend.clone());
+    // The partitions of this shard share this thread's cache budget (storage::cache).
+    storage::set_shard_cache_limit(ctx.config.log_cache_total_bytes / ctx.config.shards.max(1));
     shard.run_inbox(inbox);
     if id == 0 {
         let store =

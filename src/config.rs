@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// Bytes of recent batches each partition keeps in memory for consumers.
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
+    /// Bytes all partitions' caches may hold together past their own `log.cache.bytes`, split
+    /// evenly across shards (default 0: each keeps to its own).
+    #[arg(long = "log.cache.total.bytes", env = "SLUICE_LOG_CACHE_TOTAL_BYTES")]
+    pub log_cache_total_bytes: Option<i64>,
     /// Classic groups: how long the first rebalance of an empty group waits for more members
     /// (ms), so consumers started together land in one generation.
     #[arg(
@@ -240,6 +244,8 @@ struct FileConfig {
     queued_max_request_bytes: Option<i64>,
     #[serde(rename = "log.cache.bytes")]
     log_cache_bytes: Option<i64>,
+    #[serde(rename = "log.cache.total.bytes")]
+    log_cache_total_bytes: Option<i64>,
     #[serde(rename = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<i64>,
     #[serde(rename = "group.consumer.heartbeat.interval.ms")]
@@ -272,6 +278,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub queued_max_request_bytes: usize,
+    /// The tail caches' shared budget, broker-wide (each shard gets its share).
+    pub log_cache_total_bytes: usize,
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,
 }
@@ -494,6 +502,8 @@ impl BrokerConfig {
                 512 * 1024 * 1024
             )
             .max(0) as usize,
+            log_cache_total_bytes: pick!(args.log_cache_total_bytes, file.log_cache_total_bytes, 0)
+                .max(0) as usize,
             connections_max_idle_ms: pick!(
                 args.connections_max_idle_ms,
                 file.connections_max_idle_ms,
@@ -723,6 +733,7 @@ impl BrokerConfig {
             ),
             ("message.max.bytes", int(d.message_max_bytes.into())),
             ("log.cache.bytes", int(d.log_cache_bytes)),
+            ("log.cache.total.bytes", size(self.log_cache_total_bytes)),
             (
                 "group.initial.rebalance.delay.ms",
                 int(g.initial_rebalance_delay_ms),
@@ -992,6 +1003,7 @@ mod tests {
             connections_max_idle_ms: Some(1234),
             queued_max_request_bytes: Some(20_000_000),
             log_cache_bytes: Some(1 << 20),
+            log_cache_total_bytes: Some(1 << 30),
             group_initial_rebalance_delay_ms: Some(0),
             group_consumer_heartbeat_interval_ms: Some(1000),
             group_consumer_session_timeout_ms: Some(9000),

@@ -270,6 +270,12 @@ async fn metrics_after_real_traffic() {
     let reads = one(&metrics, "sluice_storage_cache_hits_total", &[])
         + one(&metrics, "sluice_storage_cache_misses_total", &[]);
     assert!(reads >= 1.0, "reads {reads}");
+    // The produced records sit in the tail cache of one shard's partition.
+    let cached: f64 = samples(&metrics, "sluice_storage_cache_bytes", &[])
+        .iter()
+        .map(|s| value(s))
+        .sum();
+    assert!(cached >= (COUNT * payload.len()) as f64, "cached {cached}");
     assert!(one(&metrics, "sluice_storage_fdatasync_seconds_count", &[]) >= 1.0);
     assert!(one(&metrics, "sluice_storage_flush_seconds_count", &[]) >= 1.0);
     assert_eq!(one(&metrics, "sluice_ready", &[]), 1.0);

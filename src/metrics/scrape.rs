@@ -60,6 +60,28 @@ pub async fn render(ctx: &Arc<BrokerContext>) -> String {
         );
         text.sample("sluice_storage_backend_info", &[("backend", backend)], 1);
     }
+    let caches = (0..ctx.shards.count()).map(|target| {
+        ctx.shards
+            .call(target, |_| async { storage::shard_cache_bytes() })
+    });
+    text.family(
+        "sluice_storage_cache_bytes",
+        "gauge",
+        "Bytes the partitions' tail caches hold, per shard (log.cache.bytes each, then the shard's share of log.cache.total.bytes).",
+    );
+    for (shard, bytes) in futures::future::join_all(caches)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        if let Ok(bytes) = bytes {
+            text.sample(
+                "sluice_storage_cache_bytes",
+                &[("shard", &shard.to_string())],
+                bytes,
+            );
+        }
+    }
     if !ready {
         return text.0;
     }
