@@ -93,6 +93,50 @@ fn one(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
     value(found[0])
 }
 
+/// Bytes the tail caches of `broker` hold, summed over its shards.
+fn cached_bytes(broker: &TestBroker) -> f64 {
+    let metrics = scrape(broker);
+    samples(&metrics, "sluice_storage_cache_bytes", &[])
+        .into_iter()
+        .map(value)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_cache_budget_keeps_written_data_past_each_partitions_own_cache() {
+    const TOPIC: &str = "ops-cache";
+    const PAYLOAD_BYTES: usize = 10_000;
+    const COUNT: usize = 300; // 3 MB: far past the 64 KiB each partition keeps on its own
+    let cached_after_producing = |broker: TestBroker| async move {
+        broker.create_topic(TOPIC, 1, &[]).await;
+        let producer: FutureProducer = broker.client_config().set("acks", "all").create().unwrap();
+        let payload = vec![b'c'; PAYLOAD_BYTES];
+        for _ in 0..COUNT {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(TOPIC)
+                        .partition(0)
+                        .payload(&payload),
+                    TIMEOUT,
+                )
+                .await
+                .unwrap();
+        }
+        cached_bytes(&broker)
+    };
+    let own = ["--shards", "1", "--log.cache.bytes", "65536"];
+    let without_budget = cached_after_producing(TestBroker::start(&own)).await;
+    assert!(without_budget < 1e6, "cached {without_budget}");
+    let with_budget = cached_after_producing(TestBroker::start(
+        &[&own[..], &["--log.cache.total.bytes", "16777216"]].concat(),
+    ))
+    .await;
+    assert!(
+        with_budget >= (COUNT * PAYLOAD_BYTES) as f64,
+        "cached {with_budget}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_real_traffic() {
     const TOPIC: &str = "ops-metrics";
@@ -271,10 +315,7 @@ async fn metrics_after_real_traffic() {
         + one(&metrics, "sluice_storage_cache_misses_total", &[]);
     assert!(reads >= 1.0, "reads {reads}");
     // The produced records sit in the tail cache of one shard's partition.
-    let cached: f64 = samples(&metrics, "sluice_storage_cache_bytes", &[])
-        .iter()
-        .map(|s| value(s))
-        .sum();
+    let cached = cached_bytes(&broker);
     assert!(cached >= (COUNT * payload.len()) as f64, "cached {cached}");
     assert!(one(&metrics, "sluice_storage_fdatasync_seconds_count", &[]) >= 1.0);
     assert!(one(&metrics, "sluice_storage_flush_seconds_count", &[]) >= 1.0);

@@ -59,10 +59,14 @@ fn shard_over_budget() -> bool {
     SHARD_CACHE.with(|c| c.used.get() > c.limit.get())
 }
 
-/// Moves the thread's total. A cache lives and dies on the thread of its log (`PartitionLog`
-/// is not `Send`), so its bytes are counted where they are given back.
-fn account(grown: usize, shrunk: usize) {
-    SHARD_CACHE.with(|c| c.used.set((c.used.get() + grown).saturating_sub(shrunk)));
+// A cache lives and dies on the thread of its log (`PartitionLog` is not `Send`), so its
+// bytes are given back to the total they were counted in.
+fn count_in(bytes: usize) {
+    SHARD_CACHE.with(|c| c.used.set(c.used.get() + bytes));
+}
+
+fn count_out(bytes: usize) {
+    SHARD_CACHE.with(|c| c.used.set(c.used.get().saturating_sub(bytes)));
 }
 
 #[derive(Debug)]
@@ -88,21 +92,21 @@ impl TailCache {
             .back()
             .is_none_or(|b| b.next_offset == batch.base_offset));
         self.bytes += batch.bytes.len();
-        account(batch.bytes.len(), 0);
+        count_in(batch.bytes.len());
         self.batches.push_back(batch);
     }
 
     fn pop_front(&mut self) {
         if let Some(front) = self.batches.pop_front() {
             self.bytes -= front.bytes.len();
-            account(0, front.bytes.len());
+            count_out(front.bytes.len());
         }
     }
 
     fn pop_back(&mut self) {
         if let Some(back) = self.batches.pop_back() {
             self.bytes -= back.bytes.len();
-            account(0, back.bytes.len());
+            count_out(back.bytes.len());
         }
     }
 
@@ -174,7 +178,7 @@ impl TailCache {
     }
 
     pub fn clear(&mut self) {
-        account(0, self.bytes);
+        count_out(self.bytes);
         self.batches.clear();
         self.bytes = 0;
     }
@@ -186,7 +190,7 @@ impl TailCache {
 
 impl Drop for TailCache {
     fn drop(&mut self) {
-        account(0, self.bytes);
+        count_out(self.bytes);
     }
 }
 

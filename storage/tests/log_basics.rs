@@ -224,6 +224,26 @@ fn set_config_applies_to_the_next_append_and_rejects_invalid_values() {
     });
 }
 
+/// Truncates `log` at `offset` and appends a two-record batch of `len` bytes per seed at
+/// `epoch`, then flushes; `expected` (one entry per two-record batch) follows.
+async fn rewrite(
+    log: &storage::PartitionLog,
+    offset: u64,
+    seeds: std::ops::Range<u64>,
+    len: usize,
+    epoch: i32,
+    expected: &mut Vec<bytes::Bytes>,
+) {
+    log.truncate_to(offset).await.unwrap();
+    expected.truncate(offset as usize / 2);
+    for i in seeds {
+        let b = batch(i, 2, len);
+        let info = log.append(b.clone(), epoch).unwrap();
+        expected.push(as_stored(b, info.base_offset, epoch));
+    }
+    log.flush().await.unwrap();
+}
+
 /// A sequential reader of cold data gets the next window prefetched in the background; what
 /// it reads must be exactly what was appended, also when the log is truncated and rewritten
 /// while a prefetch is under way.
@@ -261,14 +281,7 @@ fn sequential_cold_reads_with_prefetch_and_truncation() {
         assert_eq!(read, expected[..read.len()], "first half, sequential");
 
         // Truncate behind the reader's prefetch and write different batches in its place.
-        log.truncate_to(300).await.unwrap();
-        expected.truncate(150);
-        for i in 1000..1250u64 {
-            let b = batch(i, 2, 900);
-            let info = log.append(b.clone(), 1).unwrap();
-            expected.push(as_stored(b, info.base_offset, 1));
-        }
-        log.flush().await.unwrap();
+        rewrite(&log, 300, 1000..1250, 900, 1, &mut expected).await;
         log.close().await.unwrap();
         drop(log);
         let log = open(dir.path(), config, &backend).await;
@@ -281,14 +294,7 @@ fn sequential_cold_reads_with_prefetch_and_truncation() {
             read.extend(r.batches);
             if offset == 200 {
                 // Mid-stream, with a prefetch likely in flight: cut and rewrite ahead of it.
-                log.truncate_to(400).await.unwrap();
-                expected.truncate(200);
-                for i in 2000..2100u64 {
-                    let b = batch(i, 2, 1300);
-                    let info = log.append(b.clone(), 2).unwrap();
-                    expected.push(as_stored(b, info.base_offset, 2));
-                }
-                log.flush().await.unwrap();
+                rewrite(&log, 400, 2000..2100, 1300, 2, &mut expected).await;
             }
         }
         assert_eq!(

@@ -19,11 +19,11 @@
 //!   intended send time; a late sender does not move the schedule), intended send time to
 //!   consumer receipt; p50/p99/p999 from an HDR histogram. Acks=1 and acks=all. Against the
 //!   sink, acknowledgement latency only: the client's and the machine's own floor.
+//! - the disk's own reference: 4 KiB write + fdatasync in a loop in `--dir`, p99 (the acks=all
+//!   latency bar is relative to it).
 //!
 //! Produce and consume cases run `--rounds` times (3; smoke 1), the targets taking turns, and
 //! the tables and bars use each target's median round.
-//! - the disk's own reference: 4 KiB write + fdatasync in a loop in `--dir`, p99 (the acks=all
-//!   latency bar is relative to it).
 //!
 //! CPU: the broker's utime+stime from `/proc/<pid>/stat` over the timed span (every thread);
 //! the client's from getrusage (librdkafka's threads included). The client shares the 2 cores
