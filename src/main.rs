@@ -21,6 +21,13 @@ mod topics;
 mod txn;
 mod vectored;
 
+/// jemalloc rather than glibc's allocator: the broker frees and allocates megabyte-sized
+/// buffers per request (batches copied out of request frames, staging chunks, read windows);
+/// glibc returns such memory to the kernel, so every request paid for fresh pages again
+/// (page faults dominated the produce path's system time, benches/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

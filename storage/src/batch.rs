@@ -112,6 +112,20 @@ impl BatchHeader {
     /// Decodes and fully validates one batch that must span exactly `bytes`: length, magic,
     /// record counts and CRC32C.
     pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
+        let header = Self::parse_framing(bytes)?;
+        let actual = crc32c::crc32c(&bytes[CRC_START..]);
+        if actual != header.crc {
+            return Err(BatchError::BadCrc {
+                expected: header.crc,
+                actual,
+            });
+        }
+        Ok(header)
+    }
+
+    /// `parse` without the CRC32C: for bytes whose CRC this process has already checked
+    /// (the same immutable buffer, validated when it was read ahead).
+    pub(crate) fn parse_framing(bytes: &[u8]) -> Result<Self, BatchError> {
         let header = Self::decode(bytes)?;
         let total = header.batch_length as i64 + BATCH_LENGTH_FIELD_END as i64;
         if total != bytes.len() as i64 {
@@ -127,13 +141,6 @@ impl BatchHeader {
             });
         }
         header.check_fields()?;
-        let actual = crc32c::crc32c(&bytes[CRC_START..]);
-        if actual != header.crc {
-            return Err(BatchError::BadCrc {
-                expected: header.crc,
-                actual,
-            });
-        }
         Ok(header)
     }
 

@@ -6,6 +6,7 @@
 //! | `sluice_storage_cache_hits_total` | counter | reads served from the tail cache (no I/O) |
 //! | `sluice_storage_cache_misses_total` | counter | reads that went to disk (O_DIRECT, read-ahead window) |
 //! | `sluice_storage_prefetched_reads_total` | counter | disk reads a sequential reader found already done in the background |
+//! | `sluice_storage_read_bytes_total` | counter | bytes read from segment files (cold reads, prefetches, recovery) |
 //! | `sluice_storage_flush_seconds` | histogram | one flush (group commit): preallocate, write, fdatasync, seal |
 //! | `sluice_storage_fdatasync_seconds` | histogram | one `fdatasync` of a segment file during a flush |
 //!
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub const CACHE_HITS: &str = "sluice_storage_cache_hits_total";
 pub const CACHE_MISSES: &str = "sluice_storage_cache_misses_total";
 pub const PREFETCHED_READS: &str = "sluice_storage_prefetched_reads_total";
+pub const READ_BYTES: &str = "sluice_storage_read_bytes_total";
 pub const FLUSH_SECONDS: &str = "sluice_storage_flush_seconds";
 pub const FDATASYNC_SECONDS: &str = "sluice_storage_fdatasync_seconds";
 
@@ -26,6 +28,7 @@ thread_local! {
         cache_hits: metrics::counter!(CACHE_HITS),
         cache_misses: metrics::counter!(CACHE_MISSES),
         prefetched_reads: metrics::counter!(PREFETCHED_READS),
+        read_bytes: metrics::counter!(READ_BYTES),
         flush: metrics::histogram!(FLUSH_SECONDS),
         fdatasync: metrics::histogram!(FDATASYNC_SECONDS),
     };
@@ -35,6 +38,7 @@ struct Handles {
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
     prefetched_reads: metrics::Counter,
+    read_bytes: metrics::Counter,
     flush: metrics::Histogram,
     fdatasync: metrics::Histogram,
 }
@@ -52,6 +56,11 @@ pub fn describe() {
     metrics::describe_counter!(
         PREFETCHED_READS,
         "Disk reads of a sequential reader that a background prefetch had already done."
+    );
+    metrics::describe_counter!(
+        READ_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes read from segment files: cold reads, prefetches and recovery."
     );
     metrics::describe_histogram!(
         FLUSH_SECONDS,
@@ -75,6 +84,10 @@ pub(crate) fn cache_miss() {
 
 pub(crate) fn read_prefetched() {
     HANDLES.with(|h| h.prefetched_reads.increment(1));
+}
+
+pub(crate) fn read_from_disk(bytes: usize) {
+    HANDLES.with(|h| h.read_bytes.increment(bytes as u64));
 }
 
 pub(crate) fn flushed(took: Duration) {

@@ -244,6 +244,73 @@ async fn rewrite(
     log.flush().await.unwrap();
 }
 
+/// A batch damaged on disk after it was written is reported, never served, also when it lies
+/// in a window that was prefetched (whose CRCs the prefetch checks, not the reader).
+#[test]
+fn damage_in_a_prefetched_window_is_reported() {
+    each_backend(|backend| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 8 << 20,
+            cache_bytes: 16 * 1024,
+            read_ahead_bytes: 32 * 1024,
+            ..LogConfig::default()
+        };
+        let mut expected = Vec::new();
+        {
+            let log = open(dir.path(), config.clone(), &backend).await;
+            for i in 0..400u64 {
+                let b = batch(i, 2, 1000);
+                let info = log.append(b.clone(), 0).unwrap();
+                expected.push(as_stored(b, info.base_offset, 0));
+            }
+            log.flush().await.unwrap();
+            log.close().await.unwrap();
+        }
+        // Flip one payload byte of batch 300, far past the first window: a clean close left a
+        // checkpoint, so reopening does not scan it again.
+        let damaged = 300;
+        let position: usize = expected[..damaged].iter().map(|b| b.len()).sum();
+        let segment = dir.path().join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[position + expected[damaged].len() - 10] ^= 0x5a;
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let log = open(dir.path(), config, &backend).await;
+        assert_eq!(log.log_end_offset(), 800, "recovery left the log whole");
+        let mut offset = 0;
+        let mut read = Vec::new();
+        let error = loop {
+            match log.read(offset, 4096, u64::MAX).await {
+                Ok(r) => {
+                    assert!(!r.batches.is_empty(), "no progress at {offset}");
+                    offset = r.next_offset;
+                    read.extend(r.batches);
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(error, StorageError::Corrupt { .. }),
+            "damage reported: {error}"
+        );
+        // The read that meets the damage fails as a whole; the ones before were served intact.
+        assert!(
+            (damaged - 4..=damaged).contains(&read.len()),
+            "stopped just before the damaged batch, at offset {offset}"
+        );
+        assert_eq!(
+            read,
+            expected[..read.len()],
+            "every batch before it, intact"
+        );
+        assert!(matches!(
+            log.read(damaged as u64 * 2, 1, u64::MAX).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+    });
+}
+
 /// A sequential reader of cold data gets the next window prefetched in the background; what
 /// it reads must be exactly what was appended, also when the log is truncated and rewritten
 /// while a prefetch is under way.

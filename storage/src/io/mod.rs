@@ -283,11 +283,15 @@ impl File {
     /// Reads up to `buf.capacity()` bytes at `pos` into the start of `buf` (its length is set to
     /// the bytes read; fewer than asked only at end of file).
     pub async fn read_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<usize>, AlignedBuf) {
-        match &self.inner {
+        let (res, buf) = match &self.inner {
             FileInner::Uring(f) => f.read_at(buf, pos).await,
             FileInner::Posix(f) => f.read_at(buf, pos).await,
             FileInner::Faulty(f) => f.read_at(buf, pos).await,
+        };
+        if let Ok(n) = res {
+            crate::metrics::read_from_disk(n);
         }
+        (res, buf)
     }
 
     /// `fdatasync`: everything written so far, and the file size, are on stable storage.

@@ -5,15 +5,18 @@
 //! buffer is kept as a read-ahead window, so a sequential consumer issues one device read per
 //! window, not per fetch. A reader that continues where its last window ended also gets the next
 //! window read in the background (a spawned task) while it sends this one, so disk reads overlap
-//! the network and the client. Batches read from disk are CRC-checked before they are served.
+//! the network and the client. Batches read from disk are CRC-checked before they are served;
+//! those of a prefetched window are checked by the prefetch task, so that work too is done while
+//! the consumer is busy with the last answer, not while it waits for the next.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::{Inner, PartitionLog, TimestampMatch};
 use crate::batch::BatchHeader;
-use crate::error::{Result, StorageError};
+use crate::error::{BatchError, Result, StorageError};
 use crate::io::File;
 use crate::limits::{align_down, align_up, BATCH_BYTES_MAX, BATCH_LENGTH_FIELD_END};
 
@@ -32,27 +35,59 @@ impl ReadBatches {
     }
 }
 
+/// Bytes read from a segment: `data` starts at the aligned `file_pos`; the batches lying wholly
+/// in `verified` (indexes into `data`) have had their CRC checked already.
+#[derive(Debug, Clone)]
+struct Window {
+    file_pos: u64,
+    data: Bytes,
+    verified: Range<usize>,
+}
+
+impl Window {
+    fn unverified(file_pos: u64, data: Bytes) -> Self {
+        Window {
+            file_pos,
+            data,
+            verified: 0..0,
+        }
+    }
+
+    /// Fully validates the batch at `at` (window-relative, `len` bytes), or only its framing
+    /// when its CRC was checked when the window was read ahead.
+    fn parse(&self, at: usize, len: usize) -> std::result::Result<BatchHeader, BatchError> {
+        let batch = &self.data[at..at + len];
+        if self.verified.start <= at && at + len <= self.verified.end {
+            BatchHeader::parse_framing(batch)
+        } else {
+            BatchHeader::parse(batch)
+        }
+    }
+}
+
 /// The buffer of the last cold read, kept for the next sequential one.
 #[derive(Debug)]
 pub(crate) struct ReadAhead {
     segment_base: u64,
-    file_pos: u64,
-    data: Bytes,
+    window: Window,
     /// Where the next sequential read will start: the first batch that does not lie wholly in
-    /// `data` (block-aligned down), or the end of what was readable.
+    /// the window (block-aligned down), or the end of what was readable.
     next_pos: u64,
     /// The window at `next_pos`, being read in the background. Only a reader that has read
     /// sequentially once already gets one, so random reads do not double the disk traffic.
     prefetch: Option<Prefetch>,
 }
 
-/// A background read of the next window. Dropping it discards the result (truncation and
-/// deletion drop the whole `ReadAhead`, so stale bytes are never served).
+/// A background read of the next window, whose batches the task also CRC-checks. Dropping it
+/// discards the result (truncation and deletion drop the whole `ReadAhead`, so stale bytes are
+/// never served).
 #[derive(Debug)]
 struct Prefetch {
     file_pos: u64,
-    task: tokio::task::JoinHandle<std::io::Result<Bytes>>,
+    task: PrefetchTask,
 }
+
+type PrefetchTask = tokio::task::JoinHandle<std::io::Result<Window>>;
 
 /// Where a cold read must look.
 struct ColdTarget {
@@ -193,17 +228,18 @@ impl PartitionLog {
         // Base offsets sit outside the CRC: check that every batch continues the one before, so
         // a damaged offset is reported, never served or looped on.
         let mut expected_base = target.position_offset;
-        let mut window = self.window_at(target.segment_base, position);
+        let mut kept = self.window_at(target.segment_base, position);
         loop {
             if position >= target.readable_len {
                 return Ok(next_offset);
             }
-            let fresh = window.is_none();
-            let (file_pos, bytes) = match window.take() {
+            let fresh = kept.is_none();
+            let window = match kept.take() {
                 Some(w) => w,
                 None => self.read_window(target, position, max_bytes).await?,
             };
-            let mut at = (position - file_pos) as usize;
+            let bytes = &window.data;
+            let mut at = (position - window.file_pos) as usize;
             let mut progressed = false;
             while at + BATCH_LENGTH_FIELD_END <= bytes.len() && position < target.readable_len {
                 let total_len = BatchHeader::framed_len(&bytes[at..])
@@ -211,8 +247,8 @@ impl PartitionLog {
                 if at + total_len > bytes.len() {
                     break;
                 }
-                let batch = &bytes[at..at + total_len];
-                let header = BatchHeader::parse(batch)
+                let header = window
+                    .parse(at, total_len)
                     .map_err(|e| self.corrupt(target, position, e.to_string()))?;
                 if header.base_offset != expected_base as i64 {
                     return Err(self.corrupt(
@@ -256,13 +292,14 @@ impl PartitionLog {
         }
     }
 
-    fn window_at(&self, segment_base: u64, position: u64) -> Option<(u64, Bytes)> {
+    fn window_at(&self, segment_base: u64, position: u64) -> Option<Window> {
         let inner = self.inner.borrow();
-        let w = inner.read_ahead.as_ref()?;
-        let inside = w.segment_base == segment_base
+        let r = inner.read_ahead.as_ref()?;
+        let w = &r.window;
+        let inside = r.segment_base == segment_base
             && position >= w.file_pos
             && position + BATCH_LENGTH_FIELD_END as u64 <= w.file_pos + w.data.len() as u64;
-        inside.then(|| (w.file_pos, w.data.clone()))
+        inside.then(|| w.clone())
     }
 
     /// One aligned read at `position`, big enough for the batch there, `max_bytes` and the
@@ -273,7 +310,7 @@ impl PartitionLog {
         target: &ColdTarget,
         position: u64,
         max_bytes: usize,
-    ) -> Result<(u64, Bytes)> {
+    ) -> Result<Window> {
         let file_pos = align_down(position);
         let skew = (position - file_pos) as usize;
         // Learn the size of the batch at `position` first if it may exceed the read.
@@ -286,48 +323,45 @@ impl PartitionLog {
             Some(task) => task.await.ok().and_then(|read| read.ok()),
             None => None,
         };
-        let mut data = match prefetched {
-            Some(data) if data.len() >= skew + BATCH_LENGTH_FIELD_END => {
+        let mut window = match prefetched {
+            Some(window) if window.data.len() >= skew + BATCH_LENGTH_FIELD_END => {
                 crate::metrics::read_prefetched();
-                data
+                window
             }
-            _ => self.read_exact_window(target, file_pos, want).await?,
+            _ => Window::unverified(
+                file_pos,
+                self.read_exact_window(target, file_pos, want).await?,
+            ),
         };
-        if data.len() >= skew + BATCH_LENGTH_FIELD_END {
-            if let Ok(batch_len) = BatchHeader::framed_len(&data[skew..]) {
-                if skew + batch_len > data.len() {
-                    let bigger = (skew + batch_len).min((readable_end - file_pos) as usize);
-                    data = self.read_exact_window(target, file_pos, bigger).await?;
-                }
+        // (`framed_len` refuses a slice too short to hold a length field.)
+        let at_skew = window.data.get(skew..).unwrap_or_default();
+        if let Ok(batch_len) = BatchHeader::framed_len(at_skew) {
+            if skew + batch_len > window.data.len() {
+                let bigger = (skew + batch_len).min((readable_end - file_pos) as usize);
+                let data = self.read_exact_window(target, file_pos, bigger).await?;
+                window = Window::unverified(file_pos, data);
             }
         }
-        let next_pos = next_read_position(file_pos, skew, &data, target.readable_len);
+        let next_batch = next_batch_position(file_pos, skew, &window.data, target.readable_len);
+        let next_pos = align_down(next_batch);
         // Only a whole window of written data is worth a prefetch: near the end of the log a
         // reader is about to reach the tail cache, and a short window would be read again.
         let prefetch =
             (sequential && next_pos > file_pos && next_pos + want as u64 <= target.readable_len)
-                .then(|| self.start_prefetch(target, next_pos, want));
+                .then(|| self.start_prefetch(target, next_batch, want));
         self.inner.borrow_mut().read_ahead = Some(ReadAhead {
             segment_base: target.segment_base,
-            file_pos,
-            data: data.clone(),
+            window: window.clone(),
             next_pos,
             prefetch,
         });
-        Ok((file_pos, data))
+        Ok(window)
     }
 
     /// Whether a read at `file_pos` continues the last window (sequential), and the window
     /// prefetched for it, if one was and its read succeeded (a failed one is read again, in
     /// the foreground, so its error surfaces there).
-    fn take_prefetch(
-        &self,
-        segment_base: u64,
-        file_pos: u64,
-    ) -> (
-        bool,
-        Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
-    ) {
+    fn take_prefetch(&self, segment_base: u64, file_pos: u64) -> (bool, Option<PrefetchTask>) {
         let mut inner = self.inner.borrow_mut();
         let Some(window) = inner.read_ahead.as_mut() else {
             return (false, None);
@@ -343,19 +377,27 @@ impl PartitionLog {
         (true, task)
     }
 
-    /// Reads `len` bytes at `file_pos` in a task of its own, while the current window is
-    /// served and sent.
-    fn start_prefetch(&self, target: &ColdTarget, file_pos: u64, len: usize) -> Prefetch {
+    /// Reads `len` bytes from the block holding `first_batch` in a task of its own, while the
+    /// current window is served and sent, and checks the CRCs of the batches it got whole.
+    fn start_prefetch(&self, target: &ColdTarget, first_batch: u64, len: usize) -> Prefetch {
         let file = target.file.clone();
         let pool = self.read_buffers.clone();
         let readable_len = target.readable_len;
+        let file_pos = align_down(first_batch);
+        let skew = (first_batch - file_pos) as usize;
         let len = len.min((align_up(readable_len) - file_pos) as usize);
         let task = tokio::task::spawn_local(async move {
             let buf = pool.take(align_up(len as u64) as usize);
             let (res, buf) = file.read_at(buf, file_pos).await;
             let n = res?;
             let valid = (n as u64).min(readable_len.saturating_sub(file_pos)) as usize;
-            Ok(pool.freeze(buf, valid))
+            let data = pool.freeze(buf, valid);
+            let verified = skew..verified_end(&data, skew);
+            Ok(Window {
+                file_pos,
+                data,
+                verified,
+            })
         });
         Prefetch { file_pos, task }
     }
@@ -422,9 +464,9 @@ impl PartitionLog {
     }
 }
 
-/// Where a sequential reader's next cold read starts after `data` (read at `file_pos`, its
-/// first batch at `skew`): the block holding the first batch that `data` does not hold whole.
-fn next_read_position(file_pos: u64, skew: usize, data: &[u8], readable_len: u64) -> u64 {
+/// Where a sequential reader's next batch lies after `data` (read at `file_pos`, its first
+/// batch at `skew`): the first batch that `data` does not hold whole.
+fn next_batch_position(file_pos: u64, skew: usize, data: &[u8], readable_len: u64) -> u64 {
     let mut at = skew;
     while at + BATCH_LENGTH_FIELD_END <= data.len() {
         match BatchHeader::framed_len(&data[at..]) {
@@ -432,7 +474,25 @@ fn next_read_position(file_pos: u64, skew: usize, data: &[u8], readable_len: u64
             _ => break,
         }
     }
-    align_down((file_pos + at as u64).min(readable_len))
+    (file_pos + at as u64).min(readable_len)
+}
+
+/// The end of the run of whole, valid batches (CRC included) in `data` from `start`. Whatever
+/// follows (a partial batch, or damage) is left to the reader, which validates it in full and
+/// reports what it finds.
+fn verified_end(data: &[u8], start: usize) -> usize {
+    let mut at = start;
+    while at + BATCH_LENGTH_FIELD_END <= data.len() {
+        match BatchHeader::framed_len(&data[at..]) {
+            Ok(len)
+                if at + len <= data.len() && BatchHeader::parse(&data[at..at + len]).is_ok() =>
+            {
+                at += len
+            }
+            _ => break,
+        }
+    }
+    at
 }
 
 impl Inner {
