@@ -109,7 +109,8 @@ pub struct ServeArgs {
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
     /// Bytes all partitions' caches may hold together past their own `log.cache.bytes`, split
-    /// evenly across shards (default 0: each keeps to its own).
+    /// evenly across shards (default: an eighth of the memory, at most 1 GiB; 0: each cache
+    /// keeps to its own).
     #[arg(long = "log.cache.total.bytes", env = "SLUICE_LOG_CACHE_TOTAL_BYTES")]
     pub log_cache_total_bytes: Option<i64>,
     /// Classic groups: how long the first rebalance of an empty group waits for more members
@@ -360,6 +361,17 @@ impl Default for TopicDefaults {
     }
 }
 
+/// The default shared budget of the tail caches: an eighth of the memory the broker may use
+/// (the machine's, or its container's limit), at most 1 GiB. Recent data then stays in memory
+/// for consumers that fall behind by up to that much, as Kafka's page cache would keep it;
+/// filling it costs first-touch page faults once after start, so it is capped (on the VM
+/// measured, an eighth of 24 GiB grown during a produce run halved its throughput;
+/// benches/RESULTS.md). Without a memory figure: no shared budget.
+fn default_cache_total_bytes() -> u64 {
+    const CAP: u64 = 1 << 30;
+    crate::memory::available_bytes().map_or(0, |bytes| (bytes / 8).min(CAP))
+}
+
 macro_rules! pick {
     ($cli:expr, $file:expr, $default:expr) => {
         $cli.clone().or($file).unwrap_or($default)
@@ -502,8 +514,12 @@ impl BrokerConfig {
                 512 * 1024 * 1024
             )
             .max(0) as usize,
-            log_cache_total_bytes: pick!(args.log_cache_total_bytes, file.log_cache_total_bytes, 0)
-                .max(0) as usize,
+            log_cache_total_bytes: pick!(
+                args.log_cache_total_bytes,
+                file.log_cache_total_bytes,
+                default_cache_total_bytes() as i64
+            )
+            .max(0) as usize,
             connections_max_idle_ms: pick!(
                 args.connections_max_idle_ms,
                 file.connections_max_idle_ms,

@@ -12,6 +12,7 @@ mod config;
 mod group;
 mod inspect;
 mod kafka;
+mod memory;
 mod metrics;
 mod native;
 mod partition;

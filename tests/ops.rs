@@ -125,7 +125,10 @@ async fn the_shard_cache_budget_keeps_written_data_past_each_partitions_own_cach
         cached_bytes(&broker)
     };
     let own = ["--shards", "1", "--log.cache.bytes", "65536"];
-    let without_budget = cached_after_producing(TestBroker::start(&own)).await;
+    let without_budget = cached_after_producing(TestBroker::start(
+        &[&own[..], &["--log.cache.total.bytes", "0"]].concat(),
+    ))
+    .await;
     assert!(without_budget < 1e6, "cached {without_budget}");
     let with_budget = cached_after_producing(TestBroker::start(
         &[&own[..], &["--log.cache.total.bytes", "16777216"]].concat(),
