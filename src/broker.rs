@@ -73,6 +73,7 @@ impl Broker {
             .map_err(|e| format!("admin listener: {e}"))?;
 
         let config_request_budget_kib = config.queued_max_request_bytes.div_ceil(1024);
+        let cache_budget = storage::CacheBudget::new(config.log_cache_total_bytes);
         let (shards, inboxes) = ShardSet::new(shard_count);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(BrokerContext {
@@ -85,6 +86,7 @@ impl Broker {
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 (config_request_budget_kib).min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            cache_budget,
             shutdown: shutdown_rx,
             ready: std::sync::atomic::AtomicBool::new(false),
         });
@@ -196,8 +198,9 @@ async fn run_shard(start: ShardStart, backend: storage::Backend) -> Result<(), S
         ready,
     } = start;
     let shard = Shard::new(id, ctx.clone(), backend.clone());
-    // The partitions of this shard share this thread's cache budget (storage::cache).
-    storage::set_shard_cache_limit(ctx.config.log_cache_total_bytes / ctx.config.shards.max(1));
+    // The partitions of every shard share one cache budget (storage::cache), so the shard
+    // whose partitions are written most keeps the most.
+    storage::share_cache_budget(ctx.cache_budget.clone());
     shard.run_inbox(inbox);
     if id == 0 {
         let store =

@@ -108,9 +108,9 @@ pub struct ServeArgs {
     /// Bytes of recent batches each partition keeps in memory for consumers.
     #[arg(long = "log.cache.bytes", env = "SLUICE_LOG_CACHE_BYTES")]
     pub log_cache_bytes: Option<i64>,
-    /// Bytes all partitions' caches may hold together past their own `log.cache.bytes`, split
-    /// evenly across shards (default: an eighth of the memory, at most 1 GiB; 0: each cache
-    /// keeps to its own).
+    /// Bytes all partitions' caches may hold together past their own `log.cache.bytes`, shared
+    /// by all shards (default: an eighth of the memory, at most 1 GiB; 0: each cache keeps to
+    /// its own).
     #[arg(long = "log.cache.total.bytes", env = "SLUICE_LOG_CACHE_TOTAL_BYTES")]
     pub log_cache_total_bytes: Option<i64>,
     /// Classic groups: how long the first rebalance of an empty group waits for more members
@@ -279,7 +279,7 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub queued_max_request_bytes: usize,
-    /// The tail caches' shared budget, broker-wide (each shard gets its share).
+    /// The tail caches' shared budget, broker-wide (one for all shards).
     pub log_cache_total_bytes: usize,
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,

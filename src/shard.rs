@@ -42,6 +42,8 @@ pub struct BrokerContext {
     pub shutdown: watch::Receiver<bool>,
     /// The broker-wide budget for request bytes in memory, in KiB permits.
     pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// What the tail caches of all shards may hold past their own `log.cache.bytes`.
+    pub cache_budget: Arc<storage::CacheBudget>,
     /// True once every shard has opened its partitions (`/ready`).
     pub ready: std::sync::atomic::AtomicBool,
 }

@@ -67,7 +67,7 @@ pub async fn render(ctx: &Arc<BrokerContext>) -> String {
     text.family(
         "sluice_storage_cache_bytes",
         "gauge",
-        "Bytes the partitions' tail caches hold, per shard (log.cache.bytes each, then the shard's share of log.cache.total.bytes).",
+        "Bytes the partitions' tail caches hold, per shard (log.cache.bytes each, then what they take of the broker-wide log.cache.total.bytes).",
     );
     for (shard, bytes) in futures::future::join_all(caches)
         .await

@@ -10,16 +10,18 @@
 //! Because unwritten batches are always cached, a read never has to look at a staging buffer.
 //!
 //! Every cache keeps its own `capacity_bytes` (`log.cache.bytes`) whatever the others do. Past
-//! that floor a cache grows while the caches of its thread (its shard) hold less than the
-//! shard's budget ([`set_shard_cache_limit`]; none unless the broker is given one), so the
-//! partitions being written keep the most recent data of the shard in memory and a consumer
-//! that fell behind by more than a floor still reads from memory. Over budget, a cache that
-//! appends gives back its own oldest bytes down to its floor; so the shard holds at most the
-//! budget plus the floors. (Not LRU across partitions: an idle partition keeps what it took
-//! until it appends or is truncated.)
+//! that floor a cache grows while all caches sharing a [`CacheBudget`] hold less than it (the
+//! broker gives its shards one budget, so a shard whose partitions are busier may take more of
+//! it; without one, each cache keeps to its floor). The partitions being written thus keep the
+//! most recent data in memory, and a consumer that fell behind by more than a floor still reads
+//! from memory. Over budget, a cache that appends gives back its own oldest bytes down to its
+//! floor; so the caches hold at most the budget or, if more, their floors. (Not LRU across
+//! partitions: an idle partition keeps what it took until it appends or is truncated.)
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -31,23 +33,45 @@ pub(crate) struct CachedBatch {
     pub bytes: Bytes,
 }
 
+/// Bytes the tail caches of several threads (the broker's shards) may hold together.
+#[derive(Debug)]
+pub struct CacheBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl CacheBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(CacheBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes the caches sharing this budget hold.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
 thread_local! {
-    /// What the tail caches of this thread hold together, and what they may hold past their
-    /// floors (0: nothing, each cache keeps to its own capacity).
+    /// What the tail caches of this thread hold together (for the per-shard gauge), and the
+    /// budget they share with other threads, if the program gave this thread one.
     static SHARD_CACHE: ShardCache = const {
-        ShardCache { used: Cell::new(0), limit: Cell::new(0) }
+        ShardCache { used: Cell::new(0), budget: RefCell::new(None) }
     };
 }
 
 struct ShardCache {
     used: Cell<usize>,
-    limit: Cell<usize>,
+    budget: RefCell<Option<Arc<CacheBudget>>>,
 }
 
-/// Sets the budget of the tail caches of the calling thread (a shard runs its partitions on
-/// one thread). Caches may grow past their own capacity while together they hold less.
-pub fn set_shard_cache_limit(bytes: usize) {
-    SHARD_CACHE.with(|c| c.limit.set(bytes));
+/// Lets the tail caches of the calling thread (a shard runs its partitions on one thread)
+/// grow past their own capacity while all caches sharing `budget` hold less than it. Call it
+/// before the thread opens any log: bytes are given back to the budget they were counted in.
+pub fn share_cache_budget(budget: Arc<CacheBudget>) {
+    SHARD_CACHE.with(|c| *c.budget.borrow_mut() = Some(budget));
 }
 
 /// Bytes the tail caches of the calling thread hold together.
@@ -55,18 +79,39 @@ pub fn shard_cache_bytes() -> usize {
     SHARD_CACHE.with(|c| c.used.get())
 }
 
-fn shard_over_budget() -> bool {
-    SHARD_CACHE.with(|c| c.used.get() > c.limit.get())
+fn over_budget() -> bool {
+    SHARD_CACHE.with(|c| {
+        c.budget
+            .borrow()
+            .as_ref()
+            .is_none_or(|b| b.used() > b.limit)
+    })
 }
 
 // A cache lives and dies on the thread of its log (`PartitionLog` is not `Send`), so its
-// bytes are given back to the total they were counted in.
+// bytes are given back to the totals they were counted in. Relaxed suffices: the budget is a
+// soft limit, read to decide whether to evict, never to publish data.
 fn count_in(bytes: usize) {
-    SHARD_CACHE.with(|c| c.used.set(c.used.get() + bytes));
+    SHARD_CACHE.with(|c| {
+        c.used.set(c.used.get() + bytes);
+        if let Some(budget) = c.budget.borrow().as_ref() {
+            budget.used.fetch_add(bytes, Ordering::Relaxed);
+        }
+    });
 }
 
 fn count_out(bytes: usize) {
-    SHARD_CACHE.with(|c| c.used.set(c.used.get().saturating_sub(bytes)));
+    SHARD_CACHE.with(|c| {
+        c.used.set(c.used.get().saturating_sub(bytes));
+        if let Some(budget) = c.budget.borrow().as_ref() {
+            // Never below zero, whatever a caller did wrong.
+            let _ = budget
+                .used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(bytes))
+                });
+        }
+    });
 }
 
 #[derive(Debug)]
@@ -113,7 +158,7 @@ impl TailCache {
     /// Drops the oldest batches while over this cache's floor and the shard's budget, keeping
     /// everything at or after `unwritten_from` (data not yet in the file).
     pub fn evict(&mut self, unwritten_from: u64) {
-        while self.bytes > self.capacity_bytes && shard_over_budget() {
+        while self.bytes > self.capacity_bytes && over_budget() {
             match self.batches.front() {
                 Some(front) if front.next_offset <= unwritten_from => self.pop_front(),
                 _ => break,
@@ -213,12 +258,12 @@ mod tests {
         }
     }
 
-    // Tests measure the shard total from where it stood when they began, in case another
+    // Tests measure the thread's total from where it stood when they began, in case another
     // test ran on the same thread before.
 
     #[test]
-    fn without_a_shard_budget_each_cache_keeps_to_its_capacity() {
-        set_shard_cache_limit(0);
+    fn without_a_budget_each_cache_keeps_to_its_capacity() {
+        share_cache_budget(CacheBudget::new(0));
         let base = shard_cache_bytes();
         let mut cache = TailCache::new(25);
         fill(&mut cache, 0, 5, 10);
@@ -230,34 +275,63 @@ mod tests {
     }
 
     #[test]
-    fn caches_grow_past_their_floor_until_the_shard_budget_is_used() {
+    fn caches_grow_past_their_floor_until_the_budget_is_used() {
+        let budget = CacheBudget::new(100);
+        share_cache_budget(budget.clone());
         let base = shard_cache_bytes();
-        set_shard_cache_limit(base + 100);
         let mut a = TailCache::new(10);
         let mut b = TailCache::new(10);
         fill(&mut a, 0, 8, 10);
         assert_eq!(a.bytes(), 80, "under budget, a keeps everything");
         fill(&mut b, 0, 4, 10);
         assert_eq!(b.bytes(), 20, "over budget, b gives back its own bytes");
+        assert_eq!(budget.used(), 100);
         assert_eq!(shard_cache_bytes(), base + 100);
         fill(&mut a, 8, 1, 10);
         assert_eq!(a.bytes(), 80);
         assert_eq!(a.start_offset(), Some(1));
-        // Truncation, removal and drop give bytes back to the shard.
+        // Truncation, removal and drop give bytes back.
         a.truncate_from(5);
-        assert_eq!(shard_cache_bytes(), base + 60);
+        assert_eq!(budget.used(), 60);
         a.remove_before(3);
-        assert_eq!(shard_cache_bytes(), base + 40);
+        assert_eq!(budget.used(), 40);
         drop(a);
-        assert_eq!(shard_cache_bytes(), base + 20);
+        assert_eq!(budget.used(), 20);
         b.clear();
+        assert_eq!(budget.used(), 0);
         assert_eq!(shard_cache_bytes(), base);
-        set_shard_cache_limit(0);
+    }
+
+    #[test]
+    fn threads_sharing_a_budget_share_it() {
+        let budget = CacheBudget::new(100);
+        let other = budget.clone();
+        // Another thread (shard) takes 70 of the budget and keeps it.
+        let held = std::thread::spawn(move || {
+            share_cache_budget(other);
+            let mut cache = TailCache::new(10);
+            fill(&mut cache, 0, 7, 10);
+            let bytes = cache.bytes();
+            std::mem::forget(cache); // keep its bytes counted
+            bytes
+        })
+        .join()
+        .unwrap();
+        assert_eq!(held, 70);
+        share_cache_budget(budget.clone());
+        let mut cache = TailCache::new(10);
+        fill(&mut cache, 0, 6, 10);
+        assert_eq!(
+            cache.bytes(),
+            30,
+            "only what the other thread left, and the floor"
+        );
+        assert_eq!(budget.used(), 100);
     }
 
     #[test]
     fn unwritten_batches_stay_whatever_the_budget() {
-        set_shard_cache_limit(0);
+        share_cache_budget(CacheBudget::new(0));
         let mut cache = TailCache::new(10);
         for offset in 0..5 {
             cache.push(batch(offset, 10));

@@ -37,7 +37,7 @@ pub mod scan;
 mod state;
 
 pub use aligned::AlignedBuf;
-pub use cache::{set_shard_cache_limit, shard_cache_bytes};
+pub use cache::{shard_cache_bytes, share_cache_budget, CacheBudget};
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{BatchError, Result, StorageError};
 pub use io::{Backend, BackendChoice};
