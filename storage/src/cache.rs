@@ -69,7 +69,8 @@ struct ShardCache {
 
 /// Lets the tail caches of the calling thread (a shard runs its partitions on one thread)
 /// grow past their own capacity while all caches sharing `budget` hold less than it. Call it
-/// before the thread opens any log: bytes are given back to the budget they were counted in.
+/// before the thread opens any log, so every cached byte is counted in the budget it is later
+/// given back to (a byte counted nowhere would only be subtracted, saturating at zero).
 pub fn share_cache_budget(budget: Arc<CacheBudget>) {
     SHARD_CACHE.with(|c| *c.budget.borrow_mut() = Some(budget));
 }
