@@ -102,6 +102,21 @@ fn cached_bytes(broker: &TestBroker) -> f64 {
         .sum()
 }
 
+/// Sends `count` copies of `payload` to partition 0 of `topic`, each acknowledged before the next.
+async fn send_to_partition_0(producer: &FutureProducer, topic: &str, payload: &[u8], count: usize) {
+    for _ in 0..count {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(payload),
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shard_cache_budget_keeps_written_data_past_each_partitions_own_cache() {
     const TOPIC: &str = "ops-cache";
@@ -110,18 +125,7 @@ async fn the_shard_cache_budget_keeps_written_data_past_each_partitions_own_cach
     let cached_after_producing = |broker: TestBroker| async move {
         broker.create_topic(TOPIC, 1, &[]).await;
         let producer: FutureProducer = broker.client_config().set("acks", "all").create().unwrap();
-        let payload = vec![b'c'; PAYLOAD_BYTES];
-        for _ in 0..COUNT {
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(TOPIC)
-                        .partition(0)
-                        .payload(&payload),
-                    TIMEOUT,
-                )
-                .await
-                .unwrap();
-        }
+        send_to_partition_0(&producer, TOPIC, &vec![b'c'; PAYLOAD_BYTES], COUNT).await;
         cached_bytes(&broker)
     };
     let own = ["--shards", "1", "--log.cache.bytes", "65536"];
@@ -157,17 +161,7 @@ async fn metrics_after_real_traffic() {
         .create()
         .unwrap();
     let payload = vec![b'x'; PAYLOAD_BYTES];
-    for _ in 0..COUNT {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(TOPIC)
-                    .partition(0)
-                    .payload(&payload),
-                TIMEOUT,
-            )
-            .await
-            .unwrap();
-    }
+    send_to_partition_0(&producer, TOPIC, &payload, COUNT).await;
 
     // A group member reads everything and commits only the first COMMITTED records.
     let consumer: BaseConsumer = broker
@@ -326,17 +320,7 @@ async fn metrics_after_real_traffic() {
     assert!(metrics.docs.contains_key("sluice_kafka_requests_total"));
 
     // More records behind the commit: the lag follows at the next scrape.
-    for _ in 0..5 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(TOPIC)
-                    .partition(0)
-                    .payload(&payload),
-                TIMEOUT,
-            )
-            .await
-            .unwrap();
-    }
+    send_to_partition_0(&producer, TOPIC, &payload, 5).await;
     let metrics = scrape(&broker);
     assert_eq!(
         one(

@@ -244,29 +244,44 @@ async fn rewrite(
     log.flush().await.unwrap();
 }
 
+/// A small cache and small read windows, so reads go to disk and windows get prefetched.
+fn small_read_windows() -> LogConfig {
+    LogConfig {
+        segment_bytes: 8 << 20,
+        cache_bytes: 16 * 1024,
+        read_ahead_bytes: 32 * 1024,
+        ..LogConfig::default()
+    }
+}
+
+/// Writes 400 batches of two records (`payload_len(i)` bytes each), flushes and closes the
+/// log; returns the batches as stored.
+async fn write_cold(
+    dir: &std::path::Path,
+    config: &LogConfig,
+    backend: &storage::Backend,
+    payload_len: impl Fn(u64) -> usize,
+) -> Vec<bytes::Bytes> {
+    let log = open(dir, config.clone(), backend).await;
+    let mut expected = Vec::new();
+    for i in 0..400u64 {
+        let b = batch(i, 2, payload_len(i));
+        let info = log.append(b.clone(), 0).unwrap();
+        expected.push(as_stored(b, info.base_offset, 0));
+    }
+    log.flush().await.unwrap();
+    log.close().await.unwrap();
+    expected
+}
+
 /// A batch damaged on disk after it was written is reported, never served, also when it lies
 /// in a window that was prefetched (whose CRCs the prefetch checks, not the reader).
 #[test]
 fn damage_in_a_prefetched_window_is_reported() {
     each_backend(|backend| async move {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            segment_bytes: 8 << 20,
-            cache_bytes: 16 * 1024,
-            read_ahead_bytes: 32 * 1024,
-            ..LogConfig::default()
-        };
-        let mut expected = Vec::new();
-        {
-            let log = open(dir.path(), config.clone(), &backend).await;
-            for i in 0..400u64 {
-                let b = batch(i, 2, 1000);
-                let info = log.append(b.clone(), 0).unwrap();
-                expected.push(as_stored(b, info.base_offset, 0));
-            }
-            log.flush().await.unwrap();
-            log.close().await.unwrap();
-        }
+        let config = small_read_windows();
+        let expected = write_cold(dir.path(), &config, &backend, |_| 1000).await;
         // Flip one payload byte of batch 300, far past the first window: a clean close left a
         // checkpoint, so reopening does not scan it again.
         let damaged = 300;
@@ -318,23 +333,11 @@ fn damage_in_a_prefetched_window_is_reported() {
 fn sequential_cold_reads_with_prefetch_and_truncation() {
     each_backend(|backend| async move {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            segment_bytes: 8 << 20,
-            cache_bytes: 16 * 1024,
-            read_ahead_bytes: 32 * 1024,
-            ..LogConfig::default()
-        };
-        let mut expected = Vec::new();
-        {
-            let log = open(dir.path(), config.clone(), &backend).await;
-            for i in 0..400u64 {
-                let b = batch(i, 2, 500 + (i as usize % 7) * 250);
-                let info = log.append(b.clone(), 0).unwrap();
-                expected.push(as_stored(b, info.base_offset, 0));
-            }
-            log.flush().await.unwrap();
-            log.close().await.unwrap();
-        }
+        let config = small_read_windows();
+        let mut expected = write_cold(dir.path(), &config, &backend, |i| {
+            500 + (i as usize % 7) * 250
+        })
+        .await;
         let log = open(dir.path(), config.clone(), &backend).await;
         // Small reads, so each window serves several and the next ones are prefetched.
         let mut offset = 0;

@@ -467,28 +467,24 @@ impl PartitionLog {
 /// Where a sequential reader's next batch lies after `data` (read at `file_pos`, its first
 /// batch at `skew`): the first batch that `data` does not hold whole.
 fn next_batch_position(file_pos: u64, skew: usize, data: &[u8], readable_len: u64) -> u64 {
-    let mut at = skew;
-    while at + BATCH_LENGTH_FIELD_END <= data.len() {
-        match BatchHeader::framed_len(&data[at..]) {
-            Ok(len) if at + len <= data.len() => at += len,
-            _ => break,
-        }
-    }
-    (file_pos + at as u64).min(readable_len)
+    let end = end_of_batches(data, skew, |_| true);
+    (file_pos + end as u64).min(readable_len)
 }
 
 /// The end of the run of whole, valid batches (CRC included) in `data` from `start`. Whatever
 /// follows (a partial batch, or damage) is left to the reader, which validates it in full and
 /// reports what it finds.
 fn verified_end(data: &[u8], start: usize) -> usize {
+    end_of_batches(data, start, |batch| BatchHeader::parse(batch).is_ok())
+}
+
+/// Walks the batches in `data` from `start` while each lies wholly in `data` and `accept`s;
+/// returns where the walk stopped.
+fn end_of_batches(data: &[u8], start: usize, accept: impl Fn(&[u8]) -> bool) -> usize {
     let mut at = start;
     while at + BATCH_LENGTH_FIELD_END <= data.len() {
         match BatchHeader::framed_len(&data[at..]) {
-            Ok(len)
-                if at + len <= data.len() && BatchHeader::parse(&data[at..at + len]).is_ok() =>
-            {
-                at += len
-            }
+            Ok(len) if at + len <= data.len() && accept(&data[at..at + len]) => at += len,
             _ => break,
         }
     }
