@@ -1,6 +1,10 @@
 //! The consumer: one SUBSCRIBE per partition, data pushed by the broker and merged into one
-//! [`Stream`] of records. Credit for a data frame is granted back once the application has
-//! taken its last record, so at most the window (per partition) is buffered here.
+//! [`Stream`] of records. Credit for a data frame is granted back as soon as the frame is
+//! decoded, so the broker sends the next window while the application works through this
+//! frame: at most a window per partition plus the one frame being handed out are held here.
+//! (Granting only after the frame's last record was taken made each partition stop and wait:
+//! with a 4 MiB window, a consumer delayed a few milliseconds fell behind a 600 MB/s producer
+//! and could not catch up.)
 //!
 //! Each partition has a supervisor task that (re)subscribes: after a lost connection or a
 //! retriable `SUBSCRIPTION_END` it resubscribes at the consumer's position with backoff, and a
@@ -50,7 +54,8 @@ pub struct ConsumerConfig {
     pub start: Start,
     /// When the start offset is out of range or the group has none (`auto.offset.reset`).
     pub fallback: Fallback,
-    /// Credit window per partition, bytes (NATIVE.md, "Flow control").
+    /// Credit window per partition, bytes (NATIVE.md, "Flow control"): what the broker may
+    /// have sent ahead of the frame being handed out.
     pub window_bytes: u32,
     /// Commit positions this often in the background (needs a group). None: only explicit
     /// [`Consumer::commit`].
@@ -144,9 +149,6 @@ enum Delivery {
 struct Current {
     slot: Arc<PartitionSlot>,
     generation: u64,
-    connection: Arc<Connection>,
-    subscription_id: u32,
-    credit: u32,
     next_offset: i64,
     high_watermark: i64,
     records: VecDeque<crate::records::DecodedRecord>,
@@ -318,32 +320,19 @@ impl Consumer {
         connection: Arc<Connection>,
         data: SubscriptionData,
     ) -> Result<(), ClientError> {
+        let decoded = decode_frame(&data.records, self.config.inflated_bytes_max);
+        // The frame's bytes go back now, decoded or not: the next window travels while the
+        // application takes these records (and a bad frame must not stall the subscription).
         let credit = data.records.len().min(u32::MAX as usize) as u32;
-        let mut current = Current {
+        connection.grant_credit(data.subscription_id, credit);
+        self.current = Some(Current {
             slot,
             generation,
-            connection,
-            subscription_id: data.subscription_id,
-            credit,
             next_offset: data.next_offset,
             high_watermark: data.high_watermark,
-            records: VecDeque::new(),
-        };
-        let decoded = decode_frame(&data.records, self.config.inflated_bytes_max);
-        match decoded {
-            Ok(records) => {
-                current.records = records;
-                self.current = Some(current);
-                Ok(())
-            }
-            Err(e) => {
-                // Return the credit so the subscription does not stall, then report.
-                current
-                    .connection
-                    .grant_credit(current.subscription_id, current.credit);
-                Err(e)
-            }
-        }
+            records: decoded?,
+        });
+        Ok(())
     }
 }
 
@@ -382,7 +371,7 @@ impl Stream for Consumer {
             if let Some(current) = &mut this.current {
                 let mut position = current.slot.position();
                 if position.generation != current.generation {
-                    // The subscription this frame came from is gone; its credit with it.
+                    // The subscription this frame came from is gone.
                     drop(position);
                     this.current = None;
                     continue;
@@ -404,12 +393,10 @@ impl Stream for Consumer {
                         high_watermark: current.high_watermark,
                     })));
                 }
-                // Frame consumed: skip past control records, and give its bytes back.
+                // Frame consumed (its credit went back when it was opened): skip past control
+                // records.
                 position.next_offset = position.next_offset.max(current.next_offset);
                 drop(position);
-                current
-                    .connection
-                    .grant_credit(current.subscription_id, current.credit);
                 this.current = None;
             }
             match this.deliveries.poll_recv(cx) {
