@@ -26,8 +26,8 @@ mod vectored;
 /// buffers per request (batches copied out of request frames, staging chunks, read windows);
 /// glibc returns such memory to the kernel, so every request paid for fresh pages again
 /// (page faults dominated the produce path's system time, benches/RESULTS.md). Its options
-/// are compiled in from `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`): frames over
-/// 8 MiB would otherwise be unmapped on every free.
+/// are compiled in from `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`): without them
+/// frames over 8 MiB were unmapped on every free, and decayed pages unmapped, not MADV_FREE'd.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
