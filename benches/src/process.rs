@@ -61,6 +61,53 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// Waits, at most `limit`, until every block device has been idle for `quiet`: no request in
+/// flight and no discard completed. Deleting gigabytes of segments on a filesystem mounted
+/// with `discard` (as this VM's is) keeps the disk discarding after the unlink returns, and a
+/// measurement started meanwhile pays for it: native-bench saw single cases at a third of
+/// their throughput, or three times their CPU per MB (benches/RESULTS.md, runs 8 and 9).
+/// Returns how long it waited; at once when `/proc/diskstats` cannot be read.
+pub fn wait_for_quiet_disks(
+    quiet: std::time::Duration,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let step = std::time::Duration::from_millis(50);
+    let mut last = disk_activity();
+    let mut quiet_since = std::time::Instant::now();
+    while started.elapsed() < limit {
+        std::thread::sleep(step);
+        let now = disk_activity();
+        let (Some((discards, in_flight)), Some((last_discards, _))) = (now, last) else {
+            return started.elapsed();
+        };
+        if discards != last_discards || in_flight > 0 {
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= quiet {
+            break;
+        }
+        last = now;
+    }
+    started.elapsed()
+}
+
+/// Discards completed and requests in flight, summed over the block devices in
+/// `/proc/diskstats` (fields 15 and 12; kernels since 4.18 have the discard fields).
+fn disk_activity() -> Option<(u64, u64)> {
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    let mut discards = 0u64;
+    let mut in_flight = 0u64;
+    for line in stats.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(flight), Some(discarded)) = (fields.get(11), fields.get(14)) else {
+            continue;
+        };
+        in_flight += flight.parse::<u64>().unwrap_or(0);
+        discards += discarded.parse::<u64>().unwrap_or(0);
+    }
+    Some((discards, in_flight))
+}
+
 /// CPU used by one process and by this one over a span.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMeter {
