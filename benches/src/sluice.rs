@@ -1,6 +1,6 @@
 //! A real `sluice serve` process on ephemeral ports, as the benches start it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -179,4 +179,21 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/release")
         .join(name)
+}
+
+/// `GET path` from a broker's admin listener (HTTP/1.1, the connection closed after the
+/// answer): the status and the body.
+pub fn admin_get(admin: &str, path: &str) -> BenchResult<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(admin)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8(raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no end of HTTP head")?;
+    let status = head.get(9..12).ok_or("short status line")?.parse::<u16>()?;
+    Ok((status, body.to_owned()))
 }

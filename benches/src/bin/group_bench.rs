@@ -60,7 +60,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use serde_json::{json, Value};
 
 use sluice_benches::process::{own_cpu_secs, process_cpu_secs, rss_kib};
-use sluice_benches::sluice::{broker_binary, Broker};
+use sluice_benches::sluice::{admin_get, broker_binary, Broker};
 use sluice_benches::{round, BenchResult};
 
 const TOPIC: &str = "group-bench";
@@ -534,26 +534,16 @@ fn verify_offsets(kafka: &str, groups: &[Vec<GroupCursor>]) -> BenchResult<usize
 }
 
 /// `GET path` from the admin listener; returns the status, the JSON body and the time taken.
-fn admin_get(admin: &str, path: &str) -> BenchResult<(u16, Value, Duration)> {
+fn admin_json(admin: &str, path: &str) -> BenchResult<(u16, Value, Duration)> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(admin)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let (status, body) = admin_get(admin, path)?;
     let took = started.elapsed();
-    let raw = String::from_utf8(raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no end of HTTP head")?;
-    let status = head.get(9..12).ok_or("short status line")?.parse::<u16>()?;
-    Ok((status, serde_json::from_str(body)?, took))
+    Ok((status, serde_json::from_str(&body)?, took))
 }
 
 /// `__consumer_offsets` as the admin API sees it: (bytes in segments, bytes in tail caches).
 fn offsets_topic_bytes(admin: &str) -> BenchResult<(u64, u64)> {
-    let (status, topic, _) = admin_get(admin, "/v1/topics/__consumer_offsets")?;
+    let (status, topic, _) = admin_json(admin, "/v1/topics/__consumer_offsets")?;
     match (
         status,
         topic["size_bytes"].as_u64(),
@@ -567,7 +557,7 @@ fn offsets_topic_bytes(admin: &str) -> BenchResult<(u64, u64)> {
 /// The admin API must list every group and agree with the bench on a few of them.
 fn verify_admin(admin: &str, groups: &[Vec<GroupCursor>]) -> BenchResult<f64> {
     let total: usize = groups.iter().map(Vec::len).sum();
-    let (status, listing, took) = admin_get(admin, "/v1/groups?limit=1000")?;
+    let (status, listing, took) = admin_json(admin, "/v1/groups?limit=1000")?;
     if status != 200 || listing["total_groups"].as_u64() != Some(total as u64) {
         return Err(format!(
             "/v1/groups: status {status}, total_groups {}",
@@ -580,7 +570,7 @@ fn verify_admin(admin: &str, groups: &[Vec<GroupCursor>]) -> BenchResult<f64> {
         return Err(format!("/v1/groups listed {listed} of {total} groups").into());
     }
     for group in groups.iter().flatten().take(3) {
-        let (status, detail, _) = admin_get(admin, &format!("/v1/groups/{}", group.name))?;
+        let (status, detail, _) = admin_json(admin, &format!("/v1/groups/{}", group.name))?;
         let committed = detail["partitions"][0]["committed_offset"].as_i64();
         if status != 200 || committed != Some(group.last) {
             return Err(format!(

@@ -34,7 +34,7 @@ use sluice_benches::native_bench::run::{
     delete_topic, sluice_bench, Measured, Protocol, DISK_QUIET, DISK_SETTLE_LIMIT,
 };
 use sluice_benches::process::{loadavg, wait_for_quiet_disks};
-use sluice_benches::sluice::{broker_binary, Broker};
+use sluice_benches::sluice::{admin_get, broker_binary, Broker};
 use sluice_benches::{round, BenchResult};
 
 #[derive(Parser, Debug)]
@@ -124,18 +124,7 @@ fn warm_up(
             broker,
             "produce",
             Protocol::Native,
-            &[
-                "--topic".into(),
-                topic.clone(),
-                "--size".into(),
-                "1024".into(),
-                "--partitions".into(),
-                "1".into(),
-                "--acks".into(),
-                "leader".into(),
-                "--duration".into(),
-                secs_per_topic.to_string(),
-            ],
+            &produce_args(&topic, 1024, 1, "leader", secs_per_topic),
         )?;
         megabytes += measured.mb_per_s() * secs_per_topic;
         for (shard, bytes) in cache_bytes_per_shard(&broker.admin)? {
@@ -154,17 +143,30 @@ fn warm_up(
     Ok(())
 }
 
+/// `sluice bench produce`'s flags for one flat-out run.
+fn produce_args(topic: &str, size: usize, partitions: u32, acks: &str, secs: f64) -> Vec<String> {
+    [
+        "--topic",
+        topic,
+        "--size",
+        &size.to_string(),
+        "--partitions",
+        &partitions.to_string(),
+        "--acks",
+        acks,
+        "--duration",
+        &secs.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// `sluice_storage_cache_bytes` per shard, from the broker's `/metrics`.
 fn cache_bytes_per_shard(admin: &str) -> BenchResult<Vec<(String, f64)>> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(admin)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
+    let (status, text) = admin_get(admin, "/metrics")?;
+    if status != 200 {
+        return Err(format!("{admin}/metrics answered {status}").into());
+    }
     let mut out = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("sluice_storage_cache_bytes{shard=\"") else {
@@ -233,18 +235,7 @@ fn with_broker(
                         &broker,
                         "produce",
                         protocol,
-                        &[
-                            "--topic".into(),
-                            topic.clone(),
-                            "--size".into(),
-                            size.to_string(),
-                            "--partitions".into(),
-                            partitions.to_string(),
-                            "--acks".into(),
-                            acks.into(),
-                            "--duration".into(),
-                            secs.to_string(),
-                        ],
+                        &produce_args(&topic, size, partitions, acks, secs),
                     )?;
                     emit(
                         &measured,

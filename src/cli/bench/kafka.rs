@@ -14,10 +14,9 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::report::{new_histogram, record, Progress, Summary};
+use super::report::{new_histogram, record, Progress, Receipts, Summary};
 use super::{
-    epoch_ns, payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs,
-    Schedule,
+    payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs, Schedule,
 };
 use protocol::client::Acks;
 
@@ -252,30 +251,28 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
         errors
     };
     let receive = async {
-        let mut histogram = new_histogram()?;
-        let mut received = 0u64;
-        let mut bytes = 0u64;
+        let mut receipts = Receipts::new()?;
         let mut stream = consumer.stream();
+        // Stop when everything arrived, or a grace period after the schedule ended: one timer
+        // for the whole run, not one per record.
         let deadline = Instant::now() + duration + Duration::from_secs(10);
-        while received < expected {
-            let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
-            let Ok(Some(message)) = next else { break };
-            let message = message.map_err(|e| kafka_error(&args.common, e))?;
-            let Some(value) = message.payload().filter(|v| v.len() >= 8) else {
-                continue;
-            };
-            let mut stamp = [0u8; 8];
-            stamp.copy_from_slice(&value[..8]);
-            let intended = u64::from_le_bytes(stamp);
-            record(
-                &mut histogram,
-                Duration::from_nanos(epoch_ns().saturating_sub(intended)),
-            );
-            received += 1;
-            bytes += value.len() as u64;
-            progress.inc(1);
+        let receiving = async {
+            while receipts.records < expected {
+                let Some(message) = stream.next().await else {
+                    break;
+                };
+                let message = message.map_err(|e| kafka_error(&args.common, e))?;
+                if let Some(value) = message.payload() {
+                    receipts.note(value, &progress);
+                }
+            }
+            Ok::<_, String>(())
+        };
+        // Past the deadline, what arrived is the result (the rest counts as errors).
+        if let Ok(result) = tokio::time::timeout_at(deadline.into(), receiving).await {
+            result?;
         }
-        Ok::<_, String>((histogram, received, bytes))
+        Ok::<_, String>(receipts)
     };
     let send = send_loop(
         &args.common,
@@ -287,7 +284,11 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
     );
     let (sent, errors, received) = tokio::join!(send, drain_acks, receive);
     sent?;
-    let (histogram, messages, bytes) = received?;
+    let Receipts {
+        histogram,
+        records: messages,
+        bytes,
+    } = received?;
     Ok(Summary {
         workload: "e2e",
         protocol: "kafka",

@@ -10,10 +10,9 @@ use protocol::client::{
     ProducerConfig, ProducerRecord, Start,
 };
 
-use super::report::{new_histogram, record, Progress, Summary};
+use super::report::{new_histogram, record, Progress, Receipts, Summary};
 use super::{
-    epoch_ns, payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs,
-    Schedule,
+    payload, CommonArgs, ConsumeBench, E2eBench, Limit, ProduceBench, ProducerArgs, Schedule,
 };
 use crate::cli::explain;
 
@@ -255,31 +254,19 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
     };
     let progress = Progress::new(Some(expected));
     let receive = async {
-        let mut histogram = new_histogram()?;
-        let mut received = 0u64;
-        let mut bytes = 0u64;
+        let mut receipts = Receipts::new()?;
         // Stop when everything arrived, or a grace period after the schedule ended: one timer
         // for the whole run, not one per record.
         let deadline = Instant::now() + duration + Duration::from_secs(10);
         let receiving = async {
-            while received < expected {
+            while receipts.records < expected {
                 let Some(item) = consumer.next().await else {
                     break;
                 };
                 let item = item.map_err(|e| explain(&e, &addr))?;
-                let Some(value) = item.value.as_ref().filter(|v| v.len() >= 8) else {
-                    continue;
-                };
-                let mut stamp = [0u8; 8];
-                stamp.copy_from_slice(&value[..8]);
-                let intended = u64::from_le_bytes(stamp);
-                record(
-                    &mut histogram,
-                    Duration::from_nanos(epoch_ns().saturating_sub(intended)),
-                );
-                received += 1;
-                bytes += value.len() as u64;
-                progress.inc(1);
+                if let Some(value) = &item.value {
+                    receipts.note(value, &progress);
+                }
             }
             Ok::<_, String>(())
         };
@@ -287,7 +274,7 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
         if let Ok(result) = tokio::time::timeout_at(deadline.into(), receiving).await {
             result?;
         }
-        Ok::<_, String>((histogram, received, bytes))
+        Ok::<_, String>(receipts)
     };
     let send = async {
         let mut deliveries = Deliveries::new(false, None)?;
@@ -304,7 +291,11 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
     };
     let (errors, received) = tokio::join!(send, receive);
     let errors = errors?;
-    let (histogram, messages, bytes) = received?;
+    let Receipts {
+        histogram,
+        records: messages,
+        bytes,
+    } = received?;
     Ok(Summary {
         workload: "e2e",
         protocol: "native",

@@ -17,6 +17,40 @@ pub fn record(histogram: &mut Histogram<u64>, latency: Duration) {
     let _ = histogram.record(micros);
 }
 
+/// What an e2e consumer has received: each value's latency from the intended send time
+/// stamped in its first 8 bytes (`super::payload`), and the records and bytes counted.
+pub struct Receipts {
+    pub histogram: Histogram<u64>,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl Receipts {
+    pub fn new() -> Result<Receipts, String> {
+        Ok(Receipts {
+            histogram: new_histogram()?,
+            records: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Counts one received value, timed now. A value too short to carry a stamp is not one
+    /// the bench sent, and is skipped.
+    pub fn note(&mut self, value: &[u8], progress: &Progress) {
+        let Some(stamp) = value.first_chunk::<8>() else {
+            return;
+        };
+        let intended = u64::from_le_bytes(*stamp);
+        record(
+            &mut self.histogram,
+            Duration::from_nanos(super::epoch_ns().saturating_sub(intended)),
+        );
+        self.records += 1;
+        self.bytes += value.len() as u64;
+        progress.inc(1);
+    }
+}
+
 /// The final numbers of a run.
 #[derive(Debug)]
 pub struct Summary {
