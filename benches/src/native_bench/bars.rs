@@ -24,6 +24,8 @@ pub struct E2e {
     pub native: Measured,
     pub kafka: Measured,
     pub native_at_kafka_rate: Option<Measured>,
+    /// Both protocols at a light 1,000 records/s (no bar: the latency floor, for the record).
+    pub light_load: Vec<Measured>,
 }
 
 /// The references measured in the same run.

@@ -10,6 +10,7 @@
 
 mod kafka;
 mod native;
+mod pacer;
 mod report;
 
 use std::time::Duration;
@@ -151,6 +152,8 @@ pub struct Schedule {
     rate: Option<f64>,
     start: std::time::Instant,
     start_ns: u64,
+    /// Waits for a due time to the microsecond (tokio's timer would add 0-1 ms to each).
+    pacer: pacer::Pacer,
 }
 
 impl Schedule {
@@ -160,6 +163,7 @@ impl Schedule {
             rate,
             start: std::time::Instant::now(),
             start_ns: epoch_ns(),
+            pacer: pacer::Pacer::new(),
         }
     }
 
@@ -193,14 +197,21 @@ impl Schedule {
             Some(rate) => {
                 let offset = Duration::from_secs_f64(sent as f64 / rate);
                 let due = self.start + offset;
+                if due > now + pacer::RESOLUTION {
+                    self.pacer.sleep_until(due).await;
+                    return self.start_ns + offset.as_nanos() as u64;
+                }
                 // A sender behind its schedule (at high rates, most records) skips the timer:
-                // arming and dropping one per record cost more than the send itself. It still
-                // spends the task's budget, so the loop yields to the producer's own tasks
-                // on this thread as often as the timer made it.
+                // arming one per record would cost more than the send itself. It still spends
+                // the task's budget, so the loop yields to the producer's own tasks on this
+                // thread.
+                tokio::task::consume_budget().await;
                 if due > now {
-                    tokio::time::sleep_until(due.into()).await;
-                } else {
-                    tokio::task::consume_budget().await;
+                    // Due within the timer's resolution: sent a little early, so stamped with
+                    // the time it really leaves (latency is never measured from later than
+                    // the send).
+                    return self.start_ns
+                        + now.saturating_duration_since(self.start).as_nanos() as u64;
                 }
                 self.start_ns + offset.as_nanos() as u64
             }
