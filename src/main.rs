@@ -20,7 +20,6 @@ mod producer;
 mod shard;
 mod topics;
 mod txn;
-mod vectored;
 
 /// jemalloc rather than glibc's allocator: the broker frees and allocates megabyte-sized
 /// buffers per request (batches copied out of request frames, staging chunks, read windows);

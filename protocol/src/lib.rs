@@ -7,6 +7,7 @@
 //! - [`murmur2`]: Kafka's default key partitioner.
 //! - [`compression`] (feature `compression`): the four Kafka batch codecs.
 //! - [`client`] (feature `client`): the async native-protocol client (tokio).
+//! - [`vectored`] (feature `client`): vectored writes of `Bytes` segments, for both ends.
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -16,3 +17,5 @@ pub mod kafka;
 pub mod murmur2;
 pub mod native;
 pub mod records;
+#[cfg(feature = "client")]
+pub mod vectored;

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::handlers::{self, OrderedPhase};
 use crate::shard::Shard;
-use crate::vectored::write_segments;
+use protocol::vectored::write_segments;
 
 /// Requests of one connection read but not yet answered (they also hold request memory, which
 /// bounds them by bytes; this bounds them by count).

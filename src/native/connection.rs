@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::handlers::{self, Answer, NativeError};
 use super::subscription::Credit;
 use crate::shard::Shard;
-use crate::vectored::{write_segments, IOV_MAX_PER_WRITE};
+use protocol::vectored::{write_segments, IOV_MAX_PER_WRITE};
 
 /// How long a closing connection may take to flush what is queued (e.g. the last ERROR).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);

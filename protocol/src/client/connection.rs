@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -29,6 +29,7 @@ use crate::native::{
     ProduceRequest, Request, Response, ServerFrame, SubscribeRequest, SubscribeResponse,
     SubscriptionData, UnsubscribeRequest, VERSION_MAX, VERSION_MIN,
 };
+use crate::vectored::{write_segments, IOV_MAX_PER_WRITE};
 
 /// What a subscription's channel carries.
 #[derive(Debug)]
@@ -378,40 +379,34 @@ impl Connection {
 /// Writes queued frames, flushing only when the queue is empty: many small frames (credit
 /// grants, pipelined produces) leave in one syscall.
 async fn write_loop(
-    write: tokio::net::tcp::OwnedWriteHalf,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
     mut frames: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
-    // Pieces as large as the buffer bypass it (BufWriter writes them straight to the socket).
-    let mut out = BufWriter::with_capacity(256 * 1024, write);
+    // Every frame queued meanwhile goes out in the same vectored writes: a PRODUCE's header and
+    // its batches in one `writev`, never a small write (and segment, and wake-up of the
+    // broker) for the header alone.
+    let mut segments: Vec<Bytes> = Vec::new();
     while let Some(frame) = frames.recv().await {
-        let mut result = write_outgoing(&mut out, &frame).await;
-        while result.is_ok() {
+        take(&mut segments, frame);
+        while segments.len() < IOV_MAX_PER_WRITE {
             match frames.try_recv() {
-                Ok(frame) => result = write_outgoing(&mut out, &frame).await,
+                Ok(frame) => take(&mut segments, frame),
                 Err(_) => break,
             }
         }
-        if let Err(e) = result.and(out.flush().await) {
+        if let Err(e) = write_segments(&mut write, &mut segments).await {
             shared.fail(ClientError::ConnectionLost(format!("write failed: {e}")));
             return;
         }
     }
-    let _ = out.shutdown().await;
+    let _ = write.shutdown().await;
 }
 
-async fn write_outgoing(
-    out: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    outgoing: &Outgoing,
-) -> std::io::Result<()> {
+fn take(segments: &mut Vec<Bytes>, outgoing: Outgoing) {
     match outgoing {
-        Outgoing::Frame(frame) => out.write_all(frame).await,
-        Outgoing::Pieces(pieces) => {
-            for piece in pieces {
-                out.write_all(piece).await?;
-            }
-            Ok(())
-        }
+        Outgoing::Frame(frame) => segments.push(frame),
+        Outgoing::Pieces(pieces) => segments.extend(pieces),
     }
 }
 

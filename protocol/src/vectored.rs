@@ -1,6 +1,7 @@
-//! Writing a response made of many `Bytes` segments (headers plus record batches straight from
-//! the log) with vectored writes, so record data is never copied into one buffer. Both front
-//! ends (Kafka and native) write through this.
+//! Writing a message made of many `Bytes` segments (headers plus record batches) with vectored
+//! writes, so record data is never copied into one buffer and a frame's header does not go out
+//! in a write (and a TCP segment) of its own. The broker's front ends (Kafka and native) write
+//! their responses through this, the native client its requests.
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
