@@ -234,18 +234,6 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
     let client = connect(&args.common).await?;
     let addr = args.common.broker.broker.clone();
     ensure_topic(&client, &args.common, args.producer.partitions).await?;
-    // The consumer has a connection of its own, as a separate application would.
-    let consumer_client = Client::connect(ClientConfig::new(&addr))
-        .await
-        .map_err(|e| explain(&e, &addr))?;
-    let mut consumer = consumer_client.consumer(ConsumerConfig {
-        start: Start::Latest,
-        ..ConsumerConfig::default()
-    });
-    consumer
-        .subscribe(&args.common.topic)
-        .await
-        .map_err(|e| explain(&e, &addr))?;
     let duration = Duration::from_secs_f64(args.duration);
     let expected = (args.rate * args.duration).ceil() as u64;
     let limit = Limit {
@@ -253,49 +241,36 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
         duration: None,
     };
     let progress = Progress::new(Some(expected));
-    let receive = async {
-        let mut receipts = Receipts::new()?;
-        // Stop when everything arrived, or a grace period after the schedule ended: one timer
-        // for the whole run, not one per record.
-        let deadline = Instant::now() + duration + Duration::from_secs(10);
-        let receiving = async {
-            while receipts.records < expected {
-                let Some(item) = consumer.next().await else {
-                    break;
-                };
-                let item = item.map_err(|e| explain(&e, &addr))?;
-                if let Some(value) = &item.value {
-                    receipts.note(value, &progress);
-                }
-            }
-            Ok::<_, String>(())
-        };
-        // Past the deadline, what arrived is the result (the rest counts as errors).
-        if let Ok(result) = tokio::time::timeout_at(deadline.into(), receiving).await {
-            result?;
-        }
-        Ok::<_, String>(receipts)
-    };
-    let send = async {
-        let mut deliveries = Deliveries::new(false, None)?;
-        send_loop(
-            &client,
-            &args.common.topic,
-            &args.producer,
-            limit,
-            Some(args.rate),
-            &mut deliveries,
-        )
-        .await?;
-        Ok::<_, String>(deliveries.finish().await.1)
-    };
-    let (errors, received) = tokio::join!(send, receive);
-    let errors = errors?;
+    let (subscribed, receipts) = spawn_e2e_consumer(E2eConsumer {
+        addr: addr.clone(),
+        topic: args.common.topic.clone(),
+        expected,
+        // Stop when everything arrived, or a grace period after the schedule ended.
+        give_up_after: duration + Duration::from_secs(10),
+        progress: progress.clone(),
+    })?;
+    // Sending starts once the consumer is subscribed (at the log end), so it sees every record.
+    subscribed
+        .await
+        .map_err(|_| "the e2e consumer thread ended before subscribing".to_string())??;
+    let mut deliveries = Deliveries::new(false, None)?;
+    send_loop(
+        &client,
+        &args.common.topic,
+        &args.producer,
+        limit,
+        Some(args.rate),
+        &mut deliveries,
+    )
+    .await?;
+    let errors = deliveries.finish().await.1;
     let Receipts {
         histogram,
         records: messages,
         bytes,
-    } = received?;
+    } = receipts
+        .await
+        .map_err(|_| "the e2e consumer thread ended without a result".to_string())??;
     Ok(Summary {
         workload: "e2e",
         protocol: "native",
@@ -306,4 +281,98 @@ pub async fn e2e(args: &E2eBench) -> Result<Summary, String> {
         latency: Some(histogram),
         target_rate: Some(args.rate),
     })
+}
+
+/// What the e2e consumer needs on its thread.
+struct E2eConsumer {
+    addr: String,
+    topic: String,
+    expected: u64,
+    give_up_after: Duration,
+    progress: Progress,
+}
+
+type Reply<T> = tokio::sync::oneshot::Receiver<Result<T, String>>;
+
+/// Runs the e2e consumer on a thread and runtime of its own, with a connection of its own: a
+/// separate application, as it would be (librdkafka's consumer has its own threads too). On
+/// the producer's thread, receipts and sends would queue behind each other. Answers once
+/// subscribed, then with what it received.
+fn spawn_e2e_consumer(consumer: E2eConsumer) -> Result<(Reply<()>, Reply<Receipts>), String> {
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let (receipts_tx, receipts) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-e2e-consumer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = subscribed_tx.send(Err(format!("cannot start a runtime: {e}")));
+                    return;
+                }
+            };
+            let received = runtime.block_on(receive(consumer, subscribed_tx));
+            let _ = receipts_tx.send(received);
+        })
+        .map_err(|e| format!("cannot start the e2e consumer thread: {e}"))?;
+    Ok((subscribed, receipts))
+}
+
+async fn receive(
+    job: E2eConsumer,
+    subscribed: tokio::sync::oneshot::Sender<Result<(), String>>,
+) -> Result<Receipts, String> {
+    let E2eConsumer {
+        addr,
+        topic,
+        expected,
+        give_up_after,
+        progress,
+    } = job;
+    let subscribing = async {
+        let client = Client::connect(ClientConfig::new(&addr))
+            .await
+            .map_err(|e| explain(&e, &addr))?;
+        let mut consumer = client.consumer(ConsumerConfig {
+            start: Start::Latest,
+            ..ConsumerConfig::default()
+        });
+        consumer
+            .subscribe(&topic)
+            .await
+            .map_err(|e| explain(&e, &addr))?;
+        Ok::<_, String>((client, consumer))
+    };
+    let (_client, mut consumer) = match subscribing.await {
+        Ok(subscribed_consumer) => {
+            let _ = subscribed.send(Ok(()));
+            subscribed_consumer
+        }
+        Err(e) => {
+            let _ = subscribed.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    let mut receipts = Receipts::new()?;
+    // One timer for the whole run, not one per record.
+    let receiving = async {
+        while receipts.records < expected {
+            let Some(item) = consumer.next().await else {
+                break;
+            };
+            let item = item.map_err(|e| explain(&e, &addr))?;
+            if let Some(value) = &item.value {
+                receipts.note(value, &progress);
+            }
+        }
+        Ok::<_, String>(())
+    };
+    // Past the deadline, what arrived is the result (the rest counts as errors).
+    if let Ok(result) = tokio::time::timeout(give_up_after, receiving).await {
+        result?;
+    }
+    Ok(receipts)
 }

@@ -145,7 +145,8 @@ impl Summary {
 }
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise (logs, pipes, CI).
-#[derive(Debug)]
+/// Clones share the bar (e2e counts receipts on the consumer's thread).
+#[derive(Debug, Clone)]
 pub struct Progress {
     bar: ProgressBar,
     start: Instant,
