@@ -61,6 +61,49 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// Proactive reclaim the kernel runs on its own (DAMON schemes that page out memory left
+/// unaccessed), as `kdamond N: action ...` lines; empty when none runs. On a VM that has it
+/// (this one pages out what went 30 s unaccessed), memory the broker freed and keeps for reuse
+/// is taken back, and the next case pays page faults to touch it again: a bench that reports
+/// CPU per MB should say so (benches/RESULTS.md, native-bench runs 12 to 14).
+pub fn proactive_reclaim() -> Vec<String> {
+    let root = std::path::Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let mut found = Vec::new();
+    let Ok(kdamonds) = std::fs::read_dir(root) else {
+        return found;
+    };
+    for kdamond in kdamonds.flatten() {
+        let dir = kdamond.path();
+        if read(&dir.join("state")) != "on" {
+            continue;
+        }
+        let Ok(schemes) = std::fs::read_dir(dir.join("contexts/0/schemes")) else {
+            continue;
+        };
+        for scheme in schemes.flatten() {
+            let scheme = scheme.path();
+            let action = read(&scheme.join("action"));
+            if action.is_empty() {
+                continue;
+            }
+            found.push(format!(
+                "kdamond {}: {action} of regions unaccessed for {} aggregation intervals of {} us",
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                read(&scheme.join("access_pattern/age/min")),
+                read(&dir.join("contexts/0/monitoring_attrs/intervals/aggr_us")),
+            ));
+        }
+    }
+    found
+}
+
 /// Waits, at most `limit`, until every block device has been idle for `quiet`: no request in
 /// flight and no discard completed. Deleting gigabytes of segments on a filesystem mounted
 /// with `discard` (as this VM's is) keeps the disk discarding after the unlink returns, and a

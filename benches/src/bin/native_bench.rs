@@ -34,7 +34,7 @@ use sluice_benches::native_bench::iperf;
 use sluice_benches::native_bench::run::{
     delete_topic, sluice_bench, Measured, Protocol, DISK_QUIET, DISK_SETTLE_LIMIT,
 };
-use sluice_benches::process::{loadavg, wait_for_quiet_disks};
+use sluice_benches::process::{loadavg, proactive_reclaim, wait_for_quiet_disks};
 use sluice_benches::sluice::{admin_get, broker_binary, Broker};
 use sluice_benches::{round, BenchResult};
 
@@ -207,6 +207,9 @@ fn with_broker(
         broker.shard_count,
         loadavg()
     );
+    for reclaim in proactive_reclaim() {
+        eprintln!("native-bench: the kernel reclaims proactively ({reclaim}): memory the broker keeps for reuse can be taken back between cases, and refaulting it shows as CPU per MB");
+    }
     // The data directory of an earlier run was just deleted: let its discards finish.
     wait_for_quiet_disks(DISK_QUIET, DISK_SETTLE_LIMIT);
     let refs = references(args)?;
