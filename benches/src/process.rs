@@ -62,10 +62,10 @@ pub fn loadavg() -> String {
 }
 
 /// Proactive reclaim the kernel runs on its own (DAMON schemes that page out memory left
-/// unaccessed), as `kdamond N: action ...` lines; empty when none runs. On a VM that has it
-/// (this one pages out what went 30 s unaccessed), memory the broker freed and keeps for reuse
-/// is taken back, and the next case pays page faults to touch it again: a bench that reports
-/// CPU per MB should say so (benches/RESULTS.md, native-bench runs 12 to 14).
+/// unaccessed), as `kdamond N: action ...` lines; empty when none runs. On this VM (it pages
+/// out what went 30 s unaccessed) cases often cost the broker 2-4 times their usual CPU per MB
+/// with it on and never with it off, so a bench that reports CPU per MB should say so
+/// (benches/RESULTS.md, native-bench runs 12 to 15).
 pub fn proactive_reclaim() -> Vec<String> {
     let root = std::path::Path::new("/sys/kernel/mm/damon/admin/kdamonds");
     let read = |path: &std::path::Path| {

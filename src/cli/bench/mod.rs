@@ -152,8 +152,9 @@ pub struct Schedule {
     rate: Option<f64>,
     start: std::time::Instant,
     start_ns: u64,
-    /// Waits for a due time to the microsecond (tokio's timer would add 0-1 ms to each).
-    pacer: pacer::Pacer,
+    /// Waits for a due time to the microsecond (tokio's timer would add 0-1 ms to each); only
+    /// a schedule with a rate has one (and its thread).
+    pacer: Option<pacer::Pacer>,
 }
 
 impl Schedule {
@@ -163,7 +164,7 @@ impl Schedule {
             rate,
             start: std::time::Instant::now(),
             start_ns: epoch_ns(),
-            pacer: pacer::Pacer::new(),
+            pacer: rate.map(|_| pacer::Pacer::new()),
         }
     }
 
@@ -198,7 +199,10 @@ impl Schedule {
                 let offset = Duration::from_secs_f64(sent as f64 / rate);
                 let due = self.start + offset;
                 if due > now + pacer::RESOLUTION {
-                    self.pacer.sleep_until(due).await;
+                    match &self.pacer {
+                        Some(pacer) => pacer.sleep_until(due).await,
+                        None => tokio::time::sleep_until(due.into()).await,
+                    }
                     return self.start_ns + offset.as_nanos() as u64;
                 }
                 // A sender behind its schedule (at high rates, most records) skips the timer:
