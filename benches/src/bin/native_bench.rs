@@ -404,31 +404,37 @@ fn references(args: &Args) -> BenchResult<References> {
             "command": format!("iperf3 -s -1 -B 127.0.0.1 -p PORT & iperf3 -c 127.0.0.1 -p PORT -t {iperf_secs} -J"),
             "loadavg": loadavg()})
     );
-    let fsync_secs = if args.smoke { 0.5 } else { 5.0 };
-    let h = disk::fdatasync_latency(&args.dir, Duration::from_secs_f64(fsync_secs), 20_000)?;
-    let fdatasync_p99_ms = ms(h.value_at_quantile(0.99));
-    println!(
-        "{}",
-        json!({"bench": "native-bench", "reference": "fdatasync_4k",
-            "dir": args.dir.display().to_string(), "syncs": h.len(),
-            "p50_ms": ms(h.value_at_quantile(0.50)), "p99_ms": fdatasync_p99_ms,
-            "p999_ms": ms(h.value_at_quantile(0.999)), "loadavg": loadavg()})
+    let fsync_secs = Duration::from_secs_f64(if args.smoke { 0.5 } else { 5.0 });
+    let fdatasync_p99_ms = print_sync_latency(
+        args,
+        "fdatasync_4k",
+        &disk::fdatasync_latency(&args.dir, fsync_secs, 20_000)?,
     );
     // What the log's own syncs pay: appends go into `fallocate`d space, whose extents the
     // sync also converts (printed for the record; the bar uses the plain figure above).
-    let h = disk::append_fdatasync_latency(&args.dir, Duration::from_secs_f64(fsync_secs), 20_000)?;
-    println!(
-        "{}",
-        json!({"bench": "native-bench", "reference": "fdatasync_4k_append_preallocated",
-            "dir": args.dir.display().to_string(), "syncs": h.len(),
-            "p50_ms": ms(h.value_at_quantile(0.50)), "p99_ms": ms(h.value_at_quantile(0.99)),
-            "p999_ms": ms(h.value_at_quantile(0.999)), "loadavg": loadavg()})
+    print_sync_latency(
+        args,
+        "fdatasync_4k_append_preallocated",
+        &disk::append_fdatasync_latency(&args.dir, fsync_secs, 20_000)?,
     );
     std::io::stdout().flush()?;
     Ok(References {
         loopback_mb_per_s,
         fdatasync_p99_ms,
     })
+}
+
+/// One disk sync reference as a JSON line; returns its p99 in ms.
+fn print_sync_latency(args: &Args, reference: &str, h: &hdrhistogram::Histogram<u64>) -> f64 {
+    let p99_ms = ms(h.value_at_quantile(0.99));
+    println!(
+        "{}",
+        json!({"bench": "native-bench", "reference": reference,
+            "dir": args.dir.display().to_string(), "syncs": h.len(),
+            "p50_ms": ms(h.value_at_quantile(0.50)), "p99_ms": p99_ms,
+            "p999_ms": ms(h.value_at_quantile(0.999)), "loadavg": loadavg()})
+    );
+    p99_ms
 }
 
 fn emit(measured: &Measured, case: serde_json::Value) -> BenchResult<()> {

@@ -376,8 +376,8 @@ impl Connection {
     }
 }
 
-/// Writes queued frames, flushing only when the queue is empty: many small frames (credit
-/// grants, pipelined produces) leave in one syscall.
+/// Writes queued frames: whatever is queued when the writer runs (credit grants, pipelined
+/// produces with their batches) leaves in the same vectored writes.
 async fn write_loop(
     mut write: tokio::net::tcp::OwnedWriteHalf,
     mut frames: mpsc::UnboundedReceiver<Outgoing>,

@@ -149,22 +149,30 @@ impl Limit {
 #[derive(Debug)]
 pub struct Schedule {
     limit: Limit,
-    rate: Option<f64>,
+    /// None: flat out.
+    pace: Option<Pace>,
     start: std::time::Instant,
     start_ns: u64,
-    /// Waits for a due time to the microsecond (tokio's timer would add 0-1 ms to each); only
-    /// a schedule with a rate has one (and its thread).
-    pacer: Option<pacer::Pacer>,
+}
+
+/// An open-loop rate and what waits for it.
+#[derive(Debug)]
+struct Pace {
+    per_second: f64,
+    /// Waits for a due time to the microsecond (tokio's timer would add 0-1 ms to each).
+    pacer: pacer::Pacer,
 }
 
 impl Schedule {
     pub fn start(limit: Limit, rate: Option<f64>) -> Schedule {
         Schedule {
             limit,
-            rate,
+            pace: rate.map(|per_second| Pace {
+                per_second,
+                pacer: pacer::Pacer::new(),
+            }),
             start: std::time::Instant::now(),
             start_ns: epoch_ns(),
-            pacer: rate.map(|_| pacer::Pacer::new()),
         }
     }
 
@@ -184,7 +192,7 @@ impl Schedule {
 
     /// Waits until record `sent` is due; its intended send time in ns since the epoch.
     pub async fn next(&self, sent: u64) -> u64 {
-        match self.rate {
+        match self.pace {
             Some(_) => self.next_at(sent, std::time::Instant::now()).await,
             None => epoch_ns(),
         }
@@ -194,15 +202,12 @@ impl Schedule {
     /// is that reading (on the epoch clock the schedule started on), with no clock read of
     /// its own.
     pub async fn next_at(&self, sent: u64, now: std::time::Instant) -> u64 {
-        match self.rate {
-            Some(rate) => {
-                let offset = Duration::from_secs_f64(sent as f64 / rate);
+        match &self.pace {
+            Some(pace) => {
+                let offset = Duration::from_secs_f64(sent as f64 / pace.per_second);
                 let due = self.start + offset;
                 if due > now + pacer::RESOLUTION {
-                    match &self.pacer {
-                        Some(pacer) => pacer.sleep_until(due).await,
-                        None => tokio::time::sleep_until(due.into()).await,
-                    }
+                    pace.pacer.sleep_until(due).await;
                     return self.start_ns + offset.as_nanos() as u64;
                 }
                 // A sender behind its schedule (at high rates, most records) skips the timer:
@@ -211,9 +216,9 @@ impl Schedule {
                 // thread.
                 tokio::task::consume_budget().await;
                 if due > now {
-                    // Due within the timer's resolution: sent a little early, so stamped with
-                    // the time it really leaves (latency is never measured from later than
-                    // the send).
+                    // Due within the pacer's resolution: sent a little early, so stamped with
+                    // the caller's clock reading before the send, not the later intended time
+                    // (latency is never measured from after the send).
                     return self.start_ns
                         + now.saturating_duration_since(self.start).as_nanos() as u64;
                 }
