@@ -270,6 +270,11 @@ impl BatchWriter {
         self.records == 0
     }
 
+    /// Bytes the batch can reach before its buffer has to grow.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn record_count(&self) -> usize {
         self.records as usize
     }
