@@ -301,8 +301,9 @@ mod allocator_tests {
         after_name.split(' ').nth(7).unwrap().parse().unwrap()
     }
 
+    /// Buffers written through (never zeros: `vec![0; n]` may take untouched zeroed pages).
     fn touched_buffers(count: usize, len: usize) -> Vec<Vec<u8>> {
-        (0..count).map(|i| vec![i as u8; len]).collect()
+        (0..count).map(|i| vec![1 + (i % 255) as u8; len]).collect()
     }
 
     /// The compiled-in jemalloc options (`.cargo/config.toml`) must let freed batch-sized
