@@ -208,7 +208,7 @@ fn with_broker(
         loadavg()
     );
     for reclaim in proactive_reclaim() {
-        eprintln!("native-bench: the kernel reclaims proactively ({reclaim}): on this VM it made single cases cost the broker 2-4 times their CPU per MB (benches/RESULTS.md, runs 12 to 15)");
+        eprintln!("native-bench: the kernel reclaims proactively ({reclaim}): it takes back memory the broker's allocator released after 10 s unused, and a case on a shard that sat idle pays page faults to get it again (benches/RESULTS.md, runs 12 to 17)");
     }
     // The data directory of an earlier run was just deleted: let its discards finish.
     wait_for_quiet_disks(DISK_QUIET, DISK_SETTLE_LIMIT);
