@@ -104,6 +104,11 @@ pub fn proactive_reclaim() -> Vec<String> {
     found
 }
 
+/// How long the disks must be idle before the next measurement starts, and the longest wait
+/// for it (a disk kept busy by something else must not stall the bench).
+pub const DISK_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+pub const DISK_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Waits, at most `limit`, until every block device has been idle for `quiet`: no request in
 /// flight and no discard completed. Deleting gigabytes of segments on a filesystem mounted
 /// with `discard` (as this VM's is) keeps the disk discarding after the unlink returns, and a

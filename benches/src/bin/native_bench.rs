@@ -31,10 +31,10 @@ use sluice_benches::kafka_load::disk;
 use sluice_benches::kafka_load::plan::ms;
 use sluice_benches::native_bench::bars::{self, E2e, Pair, References};
 use sluice_benches::native_bench::iperf;
-use sluice_benches::native_bench::run::{
-    delete_topic, sluice_bench, Measured, Protocol, DISK_QUIET, DISK_SETTLE_LIMIT,
+use sluice_benches::native_bench::run::{delete_topic, sluice_bench, Measured, Protocol};
+use sluice_benches::process::{
+    loadavg, proactive_reclaim, wait_for_quiet_disks, DISK_QUIET, DISK_SETTLE_LIMIT,
 };
-use sluice_benches::process::{loadavg, proactive_reclaim, wait_for_quiet_disks};
 use sluice_benches::sluice::{admin_get, broker_binary, Broker};
 use sluice_benches::{round, BenchResult};
 

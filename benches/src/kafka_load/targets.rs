@@ -156,6 +156,12 @@ impl Running {
         };
         if let Some(data) = self.data.take() {
             let _ = std::fs::remove_dir_all(data);
+            // The next run starts once the disk has finished discarding this run's segments
+            // (gigabytes after a produce or consume case), or its latencies pay for them.
+            crate::process::wait_for_quiet_disks(
+                crate::process::DISK_QUIET,
+                crate::process::DISK_SETTLE_LIMIT,
+            );
         }
         outcome
     }

@@ -144,11 +144,9 @@ pub fn delete_topic(binary: &Path, broker: &Broker, topic: &str) -> BenchResult<
         return Err(format!("deleting topic {topic} failed: {status}").into());
     }
     // The next measurement starts once the disk has finished discarding the topic's files.
-    crate::process::wait_for_quiet_disks(DISK_QUIET, DISK_SETTLE_LIMIT);
+    crate::process::wait_for_quiet_disks(
+        crate::process::DISK_QUIET,
+        crate::process::DISK_SETTLE_LIMIT,
+    );
     Ok(())
 }
-
-/// How long the disks must be idle before the next measurement starts, and the longest wait
-/// for it (a disk kept busy by something else must not stall the bench).
-pub const DISK_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
-pub const DISK_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
