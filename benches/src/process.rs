@@ -63,9 +63,9 @@ pub fn loadavg() -> String {
 
 /// Proactive reclaim the kernel runs on its own (DAMON schemes that page out memory left
 /// unaccessed), as `kdamond N: action ...` lines; empty when none runs. On this VM (it pages
-/// out what went 30 s unaccessed) cases often cost the broker 2-4 times their usual CPU per MB
-/// with it on and never with it off, so a bench that reports CPU per MB should say so
-/// (benches/RESULTS.md, native-bench runs 12 to 15).
+/// out what went 30 s unaccessed) it takes back what the broker's allocator released with
+/// `MADV_FREE`, and a shard that sat idle faults those pages in again on its next burst, so a
+/// bench that reports CPU per MB should say so (benches/RESULTS.md, native-bench runs 12 to 18).
 pub fn proactive_reclaim() -> Vec<String> {
     let root = std::path::Path::new("/sys/kernel/mm/damon/admin/kdamonds");
     let read = |path: &std::path::Path| {
@@ -106,19 +106,17 @@ pub fn proactive_reclaim() -> Vec<String> {
 
 /// How long the disks must be idle before the next measurement starts, and the longest wait
 /// for it (a disk kept busy by something else must not stall the bench).
-pub const DISK_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
-pub const DISK_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+const DISK_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+const DISK_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Waits, at most `limit`, until every block device has been idle for `quiet`: no request in
-/// flight and no discard completed. Deleting gigabytes of segments on a filesystem mounted
+/// Waits, at most [`DISK_SETTLE_LIMIT`], until every block device has been idle for
+/// [`DISK_QUIET`]: no request in flight and no discard completed. Deleting gigabytes of segments on a filesystem mounted
 /// with `discard` (as this VM's is) keeps the disk discarding after the unlink returns, and a
 /// measurement started meanwhile pays for it: native-bench saw single cases at a third of
 /// their throughput, or three times their CPU per MB (benches/RESULTS.md, runs 8 and 9).
 /// Returns how long it waited; at once when `/proc/diskstats` cannot be read.
-pub fn wait_for_quiet_disks(
-    quiet: std::time::Duration,
-    limit: std::time::Duration,
-) -> std::time::Duration {
+pub fn wait_for_quiet_disks() -> std::time::Duration {
+    let (quiet, limit) = (DISK_QUIET, DISK_SETTLE_LIMIT);
     let started = std::time::Instant::now();
     let step = std::time::Duration::from_millis(50);
     let mut last = disk_activity();

@@ -270,8 +270,10 @@ impl BatchWriter {
         self.records == 0
     }
 
-    /// Bytes the batch can reach before its buffer has to grow.
-    pub fn capacity(&self) -> usize {
+    /// Bytes the batch can reach before its buffer has to grow (the producer's tests check
+    /// that its batches do not grow).
+    #[cfg(all(test, feature = "client"))]
+    pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
     }
 

@@ -32,9 +32,7 @@ use sluice_benches::kafka_load::plan::ms;
 use sluice_benches::native_bench::bars::{self, E2e, Pair, References};
 use sluice_benches::native_bench::iperf;
 use sluice_benches::native_bench::run::{delete_topic, sluice_bench, Measured, Protocol};
-use sluice_benches::process::{
-    loadavg, proactive_reclaim, wait_for_quiet_disks, DISK_QUIET, DISK_SETTLE_LIMIT,
-};
+use sluice_benches::process::{loadavg, proactive_reclaim, wait_for_quiet_disks};
 use sluice_benches::sluice::{admin_get, broker_binary, Broker};
 use sluice_benches::{round, BenchResult};
 
@@ -208,10 +206,10 @@ fn with_broker(
         loadavg()
     );
     for reclaim in proactive_reclaim() {
-        eprintln!("native-bench: the kernel reclaims proactively ({reclaim}): it takes back memory the broker's allocator released after 10 s unused, and a case on a shard that sat idle pays page faults to get it again (benches/RESULTS.md, runs 12 to 17)");
+        eprintln!("native-bench: the kernel reclaims proactively ({reclaim}): it takes back memory the broker's allocator released after 10 s unused, and a case on a shard that sat idle pays page faults to get it again (benches/RESULTS.md, runs 12 to 18)");
     }
     // The data directory of an earlier run was just deleted: let its discards finish.
-    wait_for_quiet_disks(DISK_QUIET, DISK_SETTLE_LIMIT);
+    wait_for_quiet_disks();
     let refs = references(args)?;
     // Up to 16 topics: the loop ends once every shard is warm, and a topic's shard is a hash of
     // its id, so 8 could all land on one shard (run 17: shard 1 was never warmed).

@@ -158,10 +158,7 @@ impl Running {
             let _ = std::fs::remove_dir_all(data);
             // The next run starts once the disk has finished discarding this run's segments
             // (gigabytes after a produce or consume case), or its latencies pay for them.
-            crate::process::wait_for_quiet_disks(
-                crate::process::DISK_QUIET,
-                crate::process::DISK_SETTLE_LIMIT,
-            );
+            crate::process::wait_for_quiet_disks();
         }
         outcome
     }

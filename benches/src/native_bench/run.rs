@@ -144,9 +144,6 @@ pub fn delete_topic(binary: &Path, broker: &Broker, topic: &str) -> BenchResult<
         return Err(format!("deleting topic {topic} failed: {status}").into());
     }
     // The next measurement starts once the disk has finished discarding the topic's files.
-    crate::process::wait_for_quiet_disks(
-        crate::process::DISK_QUIET,
-        crate::process::DISK_SETTLE_LIMIT,
-    );
+    crate::process::wait_for_quiet_disks();
     Ok(())
 }
