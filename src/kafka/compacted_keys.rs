@@ -7,7 +7,7 @@
 //! check, bounded by `inflated_bytes_max`.
 
 use protocol::records::decode_records_compressed;
-use storage::batch::ValidatedBatch;
+use storage::batch::ValidatedBytes;
 
 /// Why a compacted topic refuses a partition's batches.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,16 +20,14 @@ pub enum KeyCheck {
 
 /// Checks that every record of `batches` has a key. Control batches (transaction markers)
 /// carry no user records and are skipped.
-pub fn check(batches: &[ValidatedBatch], inflated_bytes_max: usize) -> Result<(), KeyCheck> {
+pub fn check(batches: &[ValidatedBytes], inflated_bytes_max: usize) -> Result<(), KeyCheck> {
     let mut keyless = Vec::new();
     let mut index = 0i32;
     for batch in batches {
         if batch.header().is_control() {
             continue;
         }
-        // A copy (the batch is still the log's mutable staging form here); only compacted
-        // topics pay it, and they read every record anyway.
-        let bytes = bytes::Bytes::copy_from_slice(batch.as_bytes());
+        let bytes = batch.bytes().clone();
         let records = decode_records_compressed(&bytes, inflated_bytes_max)
             .map_err(|e| KeyCheck::Unreadable(e.to_string()))?;
         for record in records {
@@ -54,7 +52,7 @@ mod tests {
     use protocol::compression::Compression;
     use protocol::records::{BatchBuilder, Record};
 
-    fn batch(keys: &[Option<&str>], codec: Compression) -> ValidatedBatch {
+    fn batch(keys: &[Option<&str>], codec: Compression) -> ValidatedBytes {
         let mut builder = BatchBuilder::new();
         for key in keys {
             builder.push(Record {
@@ -65,7 +63,7 @@ mod tests {
             });
         }
         let built = builder.build_compressed(codec).unwrap();
-        ValidatedBatch::new(built).unwrap()
+        ValidatedBytes::new(built.freeze()).unwrap()
     }
 
     #[test]

@@ -235,6 +235,54 @@ impl ValidatedBatch {
     }
 }
 
+/// A batch checked like a [`ValidatedBatch`] but still in the buffer it arrived in (a slice of
+/// a request, shared and read-only). [`ValidatedBytes::into_owned`] copies it into a buffer of
+/// its own for the log.
+///
+/// The two steps can run on different threads, and that is the point: the broker validates a
+/// produced batch where the request arrived, and makes the log's copy on the partition's
+/// owner, the thread that frees it again when the tail cache lets go of it. An allocator with
+/// per-thread arenas (jemalloc) reuses freed memory only for its own arena's allocations, so a
+/// copy made on the connection's thread would leave a whole cache's worth of memory stranded
+/// in that thread's arena whenever the producer reconnects through another thread.
+#[derive(Debug, Clone)]
+pub struct ValidatedBytes {
+    bytes: bytes::Bytes,
+    header: BatchHeader,
+}
+
+impl ValidatedBytes {
+    pub fn new(bytes: bytes::Bytes) -> Result<Self, BatchError> {
+        let header = BatchHeader::parse(&bytes)?;
+        Ok(ValidatedBytes { bytes, header })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The batch as it arrived (a cheap clone of the shared buffer).
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+
+    /// The batch in a buffer of its own, allocated by the calling thread; no second check.
+    pub fn into_owned(self) -> ValidatedBatch {
+        ValidatedBatch {
+            bytes: bytes::BytesMut::from(&self.bytes[..]),
+            header: self.header,
+        }
+    }
+}
+
 /// Writes the broker-assigned base offset and leader epoch into a batch's header. Both fields
 /// sit before the CRC'd region, so the batch stays valid.
 pub fn assign(batch: &mut [u8], base_offset: u64, leader_epoch: i32) {
@@ -342,6 +390,20 @@ mod tests {
         assert_eq!(BatchHeader::parse(&bytes).unwrap(), header);
         assert_eq!(header.max_timestamp, 1234);
         assert!(header.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0);
+    }
+
+    #[test]
+    fn bytes_validated_in_place_are_owned_by_copy() {
+        let b = bytes::Bytes::from(seeded(5, 3, 80, 7));
+        let validated = ValidatedBytes::new(b.clone()).unwrap();
+        assert_eq!(validated.len(), b.len());
+        assert_eq!(validated.header().records_count, 3);
+        let owned = validated.into_owned();
+        assert_eq!(owned.as_bytes(), &b[..]);
+        assert_ne!(owned.as_bytes().as_ptr(), b.as_ptr(), "a buffer of its own");
+        let mut bad = b.to_vec();
+        bad[CRC_START + 3] ^= 1;
+        assert!(ValidatedBytes::new(bytes::Bytes::from(bad)).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
-use storage::batch::{BatchHeader, ValidatedBatch};
+use storage::batch::{BatchHeader, ValidatedBatch, ValidatedBytes};
 
 use crate::kafka::compacted_keys::KeyCheck;
 use crate::partition::Partition;
@@ -190,7 +190,6 @@ pub(crate) async fn produce_partition(
         records,
         config.max_message_bytes(),
         config.log_config().segment_bytes,
-        log_append_time,
     ) {
         Ok(batches) => batches,
         Err(outcome) => return outcome,
@@ -239,7 +238,7 @@ pub(crate) async fn produce_partition(
     }
     let owner = broker.shards.owner(&info.id, index);
     let topic_id = info.id;
-    let bytes_in: usize = batches.iter().map(ValidatedBatch::len).sum();
+    let bytes_in: usize = batches.iter().map(ValidatedBytes::len).sum();
     let result = broker
         .shards
         .call(owner, move |shard| async move {
@@ -249,6 +248,7 @@ pub(crate) async fn produce_partition(
                     "partition is not open on its shard".to_string(),
                 ));
             };
+            let batches = owned_batches(batches, log_append_time);
             let (base, end) = match producer {
                 None => partition
                     .append(batches)
@@ -339,8 +339,6 @@ fn append_idempotent(
     }
 }
 
-/// Splits a record set into batches and checks each one (magic 2, lengths, CRC32C, size
-/// limits), applying LogAppendTime when the topic asks for it.
 /// The answer to batches a compacted topic refuses, in Kafka's words.
 fn keyless_refused(refused: KeyCheck, topic: &str, index: i32) -> Outcome {
     match refused {
@@ -359,12 +357,13 @@ fn keyless_refused(refused: KeyCheck, topic: &str, index: i32) -> Outcome {
     }
 }
 
+/// Splits a record set into batches and checks each one (magic 2, lengths, CRC32C, size
+/// limits). The batches stay slices of the request; `owned_batches` copies them for the log.
 fn split_and_validate(
     records: Option<Bytes>,
     max_message_bytes: usize,
     segment_bytes: u64,
-    log_append_time: Option<i64>,
-) -> Result<Vec<ValidatedBatch>, Outcome> {
+) -> Result<Vec<ValidatedBytes>, Outcome> {
     let Some(mut records) = records.filter(|r| !r.is_empty()) else {
         return Err(Outcome::error(
             ResponseError::InvalidRecord,
@@ -398,10 +397,9 @@ fn split_and_validate(
                 format!("batch of {total} bytes exceeds max.message.bytes {max_message_bytes}"),
             ));
         }
-        // The one copy of the produced bytes: out of the request frame into a batch the log can
-        // stamp with its offset. Validated here, once: the log trusts a ValidatedBatch.
-        let raw = records.split_to(total);
-        let mut batch = ValidatedBatch::new(BytesMut::from(&raw[..])).map_err(|e| {
+        // Validated here, once, where an error can still be answered with a code; the log
+        // trusts what `owned_batches` makes of it.
+        let batch = ValidatedBytes::new(records.split_to(total)).map_err(|e| {
             let code = storage_error_code(&storage::StorageError::InvalidBatch(e.clone()));
             Outcome::error(code, e.to_string())
         })?;
@@ -411,19 +409,36 @@ fn split_and_validate(
                 "clients may not write control batches",
             ));
         }
-        if let Some(now) = log_append_time {
-            batch.set_log_append_time(now);
-        }
         batches.push(batch);
     }
     Ok(batches)
+}
+
+/// The one copy of the produced bytes: out of the request into buffers the log can stamp with
+/// offsets and keep in its tail cache, stamped with the broker's clock when the topic uses
+/// LogAppendTime. Called on the partition's owner shard, which also frees these buffers, so
+/// the allocator reuses their memory there (see `ValidatedBytes`).
+fn owned_batches(
+    batches: Vec<ValidatedBytes>,
+    log_append_time: Option<i64>,
+) -> Vec<ValidatedBatch> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let mut batch = batch.into_owned();
+            if let Some(now) = log_append_time {
+                batch.set_log_append_time(now);
+            }
+            batch
+        })
+        .collect()
 }
 
 /// With CreateTime, every batch's timestamps must lie in the topic's window
 /// (`message.timestamp.before.max.ms` / `after.max.ms`). Checked on the batch header: the first
 /// and the largest timestamp, without decompressing records.
 fn check_timestamps(
-    batches: &[ValidatedBatch],
+    batches: &[ValidatedBytes],
     (earliest, latest): (i64, i64),
 ) -> Result<(), Outcome> {
     for batch in batches {
@@ -529,27 +544,27 @@ mod tests {
         let mut two = BytesMut::from(&one[..]);
         two.extend_from_slice(&one);
         assert_eq!(
-            split_and_validate(Some(two.freeze()), 1 << 20, 1 << 30, None)
+            split_and_validate(Some(two.freeze()), 1 << 20, 1 << 30)
                 .unwrap()
                 .len(),
             2
         );
-        let err = split_and_validate(Some(one.clone()), 10, 1 << 30, None).unwrap_err();
+        let err = split_and_validate(Some(one.clone()), 10, 1 << 30).unwrap_err();
         assert_eq!(err.error, Some(ResponseError::MessageTooLarge));
         let mut bad = BytesMut::from(&one[..]);
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        let err = split_and_validate(Some(bad.freeze()), 1 << 20, 1 << 30, None).unwrap_err();
+        let err = split_and_validate(Some(bad.freeze()), 1 << 20, 1 << 30).unwrap_err();
         assert_eq!(err.error, Some(ResponseError::CorruptMessage));
-        let err = split_and_validate(Some(one.slice(..30)), 1 << 20, 1 << 30, None).unwrap_err();
+        let err = split_and_validate(Some(one.slice(..30)), 1 << 20, 1 << 30).unwrap_err();
         assert_eq!(err.error, Some(ResponseError::CorruptMessage));
-        let err = split_and_validate(None, 1 << 20, 1 << 30, None).unwrap_err();
+        let err = split_and_validate(None, 1 << 20, 1 << 30).unwrap_err();
         assert_eq!(err.error, Some(ResponseError::InvalidRecord));
     }
 
     #[test]
     fn timestamps_outside_the_window_are_refused() {
-        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30, None).unwrap();
+        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30).unwrap();
         assert!(check_timestamps(&batches, (0, 10)).is_ok());
         let err = check_timestamps(&batches, (6, 10)).unwrap_err();
         assert_eq!(err.error, Some(ResponseError::InvalidTimestamp));
@@ -558,7 +573,8 @@ mod tests {
 
     #[test]
     fn log_append_time_is_applied() {
-        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30, Some(1234)).unwrap();
+        let batches = split_and_validate(Some(batch()), 1 << 20, 1 << 30).unwrap();
+        let batches = owned_batches(batches, Some(1234));
         assert_eq!(batches[0].header().max_timestamp, 1234);
         assert!(batches[0].header().attributes & storage::batch::ATTRIBUTE_LOG_APPEND_TIME != 0);
     }
