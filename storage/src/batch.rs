@@ -185,19 +185,35 @@ impl BatchHeader {
     }
 }
 
-/// A batch whose length, header fields and CRC32C have been checked. Only
-/// [`ValidatedBatch::new`] makes one, so the log appends it without checking it a second time
-/// (the broker validates each produced batch once, where it can answer with an error code).
+/// A batch whose length, header fields and CRC32C have been checked, in a buffer of type `B`.
+/// Only [`Validated::new`] makes one, so nothing checks it a second time (the broker validates
+/// each produced batch once, where it can answer with an error code).
+///
+/// Two forms, which may live on different threads, and that is the point:
+/// - [`ValidatedBytes`]: still in the buffer the batch arrived in (a slice of a request, shared
+///   and read-only), on the thread that received it;
+/// - [`ValidatedBatch`]: in a buffer of its own that the log stamps with offsets and keeps in
+///   its tail cache. [`ValidatedBytes::into_owned`] makes one, and should run on the thread
+///   that will free it (the partition's owner): an allocator with per-thread arenas (jemalloc)
+///   reuses freed memory only for its own arena's allocations, so a copy made on the
+///   connection's thread would leave a whole cache's worth of memory stranded in that thread's
+///   arena whenever the producer reconnects through another thread.
 #[derive(Debug)]
-pub struct ValidatedBatch {
-    bytes: bytes::BytesMut,
+pub struct Validated<B> {
+    bytes: B,
     header: BatchHeader,
 }
 
-impl ValidatedBatch {
-    pub fn new(bytes: bytes::BytesMut) -> Result<Self, BatchError> {
-        let header = BatchHeader::parse(&bytes)?;
-        Ok(ValidatedBatch { bytes, header })
+/// A validated batch the log can stamp and keep.
+pub type ValidatedBatch = Validated<bytes::BytesMut>;
+
+/// A validated batch still in the request it arrived in.
+pub type ValidatedBytes = Validated<bytes::Bytes>;
+
+impl<B: AsRef<[u8]>> Validated<B> {
+    pub fn new(bytes: B) -> Result<Self, BatchError> {
+        let header = BatchHeader::parse(bytes.as_ref())?;
+        Ok(Validated { bytes, header })
     }
 
     pub fn header(&self) -> &BatchHeader {
@@ -205,18 +221,20 @@ impl ValidatedBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.as_ref().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bytes.as_ref().is_empty()
     }
 
-    /// The batch's bytes, as they will be written (before the log assigns offsets).
+    /// The batch's bytes (before the log assigns offsets).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_ref()
     }
+}
 
+impl Validated<bytes::BytesMut> {
     /// Stamps the batch with the broker's clock (LogAppendTime): the attribute bit and the max
     /// timestamp change, and the CRC, which covers both, is recomputed so the batch stays valid.
     pub fn set_log_append_time(&mut self, now: i64) {
@@ -235,48 +253,15 @@ impl ValidatedBatch {
     }
 }
 
-/// A batch checked like a [`ValidatedBatch`] but still in the buffer it arrived in (a slice of
-/// a request, shared and read-only). [`ValidatedBytes::into_owned`] copies it into a buffer of
-/// its own for the log.
-///
-/// The two steps can run on different threads, and that is the point: the broker validates a
-/// produced batch where the request arrived, and makes the log's copy on the partition's
-/// owner, the thread that frees it again when the tail cache lets go of it. An allocator with
-/// per-thread arenas (jemalloc) reuses freed memory only for its own arena's allocations, so a
-/// copy made on the connection's thread would leave a whole cache's worth of memory stranded
-/// in that thread's arena whenever the producer reconnects through another thread.
-#[derive(Debug, Clone)]
-pub struct ValidatedBytes {
-    bytes: bytes::Bytes,
-    header: BatchHeader,
-}
-
-impl ValidatedBytes {
-    pub fn new(bytes: bytes::Bytes) -> Result<Self, BatchError> {
-        let header = BatchHeader::parse(&bytes)?;
-        Ok(ValidatedBytes { bytes, header })
-    }
-
-    pub fn header(&self) -> &BatchHeader {
-        &self.header
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// The batch as it arrived (a cheap clone of the shared buffer).
+impl Validated<bytes::Bytes> {
+    /// The batch as it arrived (cheap to clone: the buffer is shared).
     pub fn bytes(&self) -> &bytes::Bytes {
         &self.bytes
     }
 
     /// The batch in a buffer of its own, allocated by the calling thread; no second check.
     pub fn into_owned(self) -> ValidatedBatch {
-        ValidatedBatch {
+        Validated {
             bytes: bytes::BytesMut::from(&self.bytes[..]),
             header: self.header,
         }
