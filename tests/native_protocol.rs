@@ -890,6 +890,49 @@ fn data_never_exceeds_the_credit_and_large_batches_still_arrive() {
 }
 
 #[test]
+fn a_data_frame_holds_at_most_one_read_of_the_log() {
+    // With credit for everything, a push still reads the log one read-ahead window at a time
+    // (frames of about that size), so cold reads stay window-sized pooled buffers and the next
+    // window is read while this frame goes out.
+    let broker = TestBroker::start(&["--shards", "2"]);
+    let mut client = Client::open(&broker.native);
+    let topic = client.create_topic("frames", 1);
+    let value = "v".repeat(1000);
+    let (batches, per_batch) = (12, 200);
+    for _ in 0..batches {
+        let records = (0..per_batch)
+            .map(|_| record("k", &value, now_ms(), &[]))
+            .collect();
+        client.produce(Acks::All, topic, 0, batch(records));
+    }
+    let end = (batches * per_batch) as i64;
+    let sub = client
+        .subscribe(topic, 0, StartPosition::Earliest, Fallback::Error, 64 << 20)
+        .unwrap();
+    let read_ahead = storage::LogConfig::default().read_ahead_bytes;
+    let (mut frames, mut next, mut records) = (0, 0, 0);
+    while next < end {
+        let data = client.next_data();
+        assert_eq!(data.subscription_id, sub.subscription_id);
+        assert!(
+            data.records.len() <= read_ahead,
+            "a frame of {} bytes, over the read-ahead size {read_ahead}",
+            data.records.len()
+        );
+        for batch in split_batches(&data.records).unwrap() {
+            for record in decode_records(&batch).unwrap() {
+                assert_eq!(record.offset, records, "in order, none skipped");
+                records += 1;
+            }
+        }
+        next = data.next_offset;
+        assert_eq!(next, records);
+        frames += 1;
+    }
+    assert!(frames >= 3, "{frames} frames for {end} records of 1 KB");
+}
+
+#[test]
 fn deleting_a_topic_ends_its_subscriptions() {
     let broker = TestBroker::start(&["--shards", "2"]);
     let mut client = Client::open(&broker.native);

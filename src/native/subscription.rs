@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! loop: wait for credit > 0 -> on the owner shard: watch the high watermark, read whole
-//!       batches from the position up to it -> nothing new: wait for the watch to move
+//!       batches from the position up to it, at most a read-ahead window -> nothing new: wait for the watch to move
 //!       -> take the batches the credit covers (or one oversized batch when the credit is the
 //!       whole window) -> [frame header, batch Bytes...] to the writer, no copy -> debit
 //! ```
@@ -254,6 +254,12 @@ async fn read(shard: &Rc<Shard>, position: &Position, max_bytes: usize) -> Resul
             // Watch before reading, so a commit in between still wakes the subscription.
             let watch = partition.watch_high_watermark();
             let high_watermark = partition.log.high_watermark();
+            // One read-ahead window per frame, however much credit there is. A cold read sizes
+            // its buffer by what it is asked for: asked for the whole credit (16 MiB from the
+            // Rust client), every window was 16 MiB, too large for the log's pool of recycled
+            // buffers, so each was allocated and faulted in afresh (half a GB across 8
+            // partitions), and the next window could not be read while this frame was sent.
+            let max_bytes = max_bytes.min(partition.log.config().read_ahead_bytes.max(1));
             let read = partition
                 .log
                 .read(offset, max_bytes, high_watermark)
