@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! loop: wait for credit > 0 -> on the owner shard: watch the high watermark, read whole
-//!       batches from the position up to it, at most a read-ahead window -> nothing new: wait for the watch to move
+//!       batches from the position up to it, at most a read-ahead window -> nothing new:
+//!       wait for the watch to move
 //!       -> take the batches the credit covers (or one oversized batch when the credit is the
 //!       whole window) -> [frame header, batch Bytes...] to the writer, no copy -> debit
 //! ```
